@@ -1,0 +1,1 @@
+//! Command-line parsing and wiring (clap). Holds no logic of its own.

@@ -1,0 +1,1 @@
+//! The Rust client library used by the CLI and the load generator. Depends on no server internals.

