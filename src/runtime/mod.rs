@@ -4,3 +4,4 @@
 pub mod disk;
 pub mod executor;
 pub mod mesh;
+pub mod tcp;
