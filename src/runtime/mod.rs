@@ -2,3 +2,5 @@
 //! traits that let tests replace the outside world. Knows no keys or formats.
 
 pub mod disk;
+pub mod disk_glommio;
+pub mod disk_sim;
