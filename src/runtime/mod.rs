@@ -2,6 +2,8 @@
 //! traits that let tests replace the outside world. Knows no keys or formats.
 
 pub mod disk;
+pub mod disk_glommio;
+pub mod disk_sim;
 pub mod executor;
 pub mod mesh;
 pub mod tcp;
