@@ -1,4 +1,6 @@
 //! Executors per core, pinning, the shard mesh, timers, and the `Disk`, `Transport` and `Clock`
 //! traits that let tests replace the outside world. Knows no keys or formats.
 
+pub mod clock;
 pub mod disk;
+pub mod transport;
