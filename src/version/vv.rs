@@ -17,6 +17,12 @@ pub struct Dot {
     pub counter: u64,
 }
 
+impl std::fmt::Display for Dot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.node, self.counter)
+    }
+}
+
 impl Dot {
     pub fn new(node: NodeId, counter: u64) -> Self {
         Dot { node, counter }
