@@ -33,12 +33,9 @@ pub const POINTS_PER_VNODE: u32 = 8;
 /// Upper bound on vnodes per node, so a typo cannot allocate gigabytes.
 pub const MAX_WEIGHT: u32 = 65_536 / POINTS_PER_VNODE;
 
-/// One replica of a key: a shard of a physical node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Replica {
-    pub node: NodeId,
-    pub shard: u16,
-}
+/// One replica of a key: a shard of a physical node. The one type the ring, the coordinator and
+/// the transport share (a plain value type; the ring does no I/O through it).
+pub use crate::runtime::transport::Replica;
 
 /// What the ring needs to know about a node.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! traits that let tests replace the outside world. Knows no keys or formats.
 
 pub mod clock;
+pub mod clock_glommio;
 pub mod disk;
 pub mod disk_glommio;
 pub mod disk_sim;

@@ -145,7 +145,7 @@ where
     let _ = stream.close().await;
 }
 
-fn dup_stream(stream: &TcpStream) -> std::io::Result<TcpStream> {
+pub(crate) fn dup_stream(stream: &TcpStream) -> std::io::Result<TcpStream> {
     use std::os::unix::io::{AsRawFd, FromRawFd};
     // SAFETY: dup of a descriptor we own; the new descriptor is owned by the returned stream.
     let fd = unsafe { libc::dup(stream.as_raw_fd()) };

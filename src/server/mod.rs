@@ -7,6 +7,9 @@ pub mod conn;
 pub mod lock;
 pub mod shutdown;
 
+pub mod shard;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+pub mod transport;
+pub mod wire;
