@@ -106,10 +106,26 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
         shard: Option<u16>,
         req: ReplicaRequestWire,
     ) -> Result<ReplicaResponseWire, WireError> {
-        let view = self.view.clone();
-        let req =
-            wire::request_from_wire(req, |k| view.preference_list(k), self.default_timeout_ms)?;
-        let target = shard.unwrap_or(self.me.shard);
+        let pref = self.view.preference_list(replica_key(&req));
+        let target = match shard {
+            Some(s) => s,
+            // No shard named (e.g. `tern debug-read`): this node's replica of the key, if any.
+            None => match pref.iter().find(|r| r.node == self.me.node) {
+                Some(r) => r.shard,
+                None => {
+                    let list: Vec<String> = pref.iter().map(|r| r.to_string()).collect();
+                    return Err(WireError::new(
+                        ErrorCode::NotOwner,
+                        format!(
+                            "node {} holds no replica of this key; its replicas are: {}",
+                            self.me.node,
+                            list.join(", ")
+                        ),
+                    ));
+                }
+            },
+        };
+        let req = wire::request_from_wire(req, move |_| pref, self.default_timeout_ms)?;
         let resp = if target == self.me.shard {
             self.coord.handle(req).await
         } else {
@@ -123,6 +139,13 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
             })?
         };
         wire::response_to_wire(resp)
+    }
+}
+
+fn replica_key(req: &ReplicaRequestWire) -> &[u8] {
+    match req {
+        ReplicaRequestWire::Put { key, .. } | ReplicaRequestWire::Get { key } => key,
+        ReplicaRequestWire::Coordinate(c) => &c.key,
     }
 }
 

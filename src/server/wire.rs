@@ -58,13 +58,11 @@ pub fn context_to_wire(vv: &VersionVector) -> Bytes {
     Bytes::from(vv.encode())
 }
 
-/// A record as a client sees it: live siblings (tombstones only when concurrent with values;
-/// a key whose siblings are all tombstones reads as absent) and the context covering all.
+/// A record as a client sees it: every sibling, tombstones included (a key whose siblings are
+/// all tombstones reads as deleted, and its context still orders a following put after the
+/// deletes), and the context covering all. An unknown key has no siblings.
 pub fn record_to_client(record: &Record) -> (Vec<SiblingWire>, Bytes) {
     let context = context_to_wire(&record.context());
-    if record.is_tombstone() {
-        return (Vec::new(), context);
-    }
     let siblings = record
         .siblings()
         .iter()
