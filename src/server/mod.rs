@@ -37,6 +37,16 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("address {addr} is in use by another process (still busy after {waited_ms} ms); stop it or choose another --port/--listen")]
+    AddrInUse {
+        addr: std::net::SocketAddr,
+        waited_ms: u64,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("shard {shard} failed: {message}")]
     Shard { shard: u16, message: String },
 }
@@ -74,6 +84,7 @@ where
     F: Fn(Arc<Config>, u16) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = Result<S, String>> + 'static,
 {
+    wait_ports_free(&cfg)?;
     let cfg = Arc::new(cfg);
     tracing::info!(
         node = cfg.node_id,
@@ -109,6 +120,40 @@ where
         }
     }
     tracing::info!("tern node stopped cleanly");
+    Ok(())
+}
+
+/// How long start-up waits for its ports to be released.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The shards bind with SO_REUSEPORT (they share the client port), which would also let this
+/// process silently share a port with another one, or with the listening sockets of a crashed
+/// predecessor that the kernel has not released yet (io_uring tears down asynchronously after
+/// exit; connections landing there are reset). So first check, without SO_REUSEPORT, that every
+/// port is free, waiting a bounded time for a predecessor's sockets to go away.
+fn wait_ports_free(cfg: &Config) -> Result<(), ServerError> {
+    let me = cfg.me();
+    let addrs: Vec<std::net::SocketAddr> = std::iter::once(me.client_addr())
+        .chain((0..me.shards).map(|s| me.shard_addr(s)))
+        .collect();
+    let start = std::time::Instant::now();
+    for addr in addrs {
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if start.elapsed() >= PORT_WAIT {
+                        return Err(ServerError::AddrInUse {
+                            addr,
+                            waited_ms: start.elapsed().as_millis() as u64,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => return Err(ServerError::Listen { addr, source }),
+            }
+        }
+    }
     Ok(())
 }
 
