@@ -6,6 +6,8 @@
 //! figures, a summary phase prints ops/s and the p99 latency per writer count (hdrhistogram) and
 //! the ratio 128-writer rate / 1-writer rate, measured in the same run.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // bench harness: a failure should abort loudly
+
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -22,7 +24,7 @@ const PAYLOAD: [u8; 100] = [0x5a; 100];
 fn bench_dir(tag: &str) -> PathBuf {
     let base = std::env::var_os("TERN_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir());
+        .unwrap_or_else(std::env::temp_dir);
     base.join(format!("tern-bench-commitlog-{}-{tag}", std::process::id()))
 }
 
