@@ -1,2 +1,10 @@
 //! One shard's storage engine: commit log, memtable, SSTables, compaction, manifest, recovery.
 //! Knows nothing of replicas, the ring or the network.
+
+pub mod bloom;
+pub mod entry;
+pub mod error;
+pub mod sstable;
+
+#[cfg(test)]
+pub(crate) mod testdisk;
