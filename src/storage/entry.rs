@@ -53,6 +53,15 @@ impl InternalKey {
         }
     }
 
+    /// The smallest possible internal key with token `token`: a search bound only (its key is
+    /// empty, so it breaks the token invariant and must never be stored).
+    pub(crate) fn lower_bound_of(token: u64) -> Self {
+        InternalKey {
+            token,
+            key: Bytes::new(),
+        }
+    }
+
     #[inline]
     pub fn token(&self) -> u64 {
         self.token

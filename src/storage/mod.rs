@@ -4,6 +4,8 @@
 pub mod bloom;
 pub mod entry;
 pub mod error;
+pub mod memtable;
+pub mod merge;
 pub mod sstable;
 
 #[cfg(test)]
