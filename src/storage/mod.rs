@@ -2,8 +2,10 @@
 //! Knows nothing of replicas, the ring or the network.
 
 pub mod bloom;
+pub mod compaction;
 pub mod entry;
 pub mod error;
+pub mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod sstable;

@@ -11,6 +11,7 @@ mod format;
 mod reader;
 mod writer;
 
+pub(crate) use format::Cursor;
 pub use format::MAX_PAYLOAD_LEN;
 pub use reader::{SstReader, SstScan, SstStats};
 pub use writer::SstWriter;
