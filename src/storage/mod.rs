@@ -11,5 +11,6 @@ pub mod memtable;
 pub mod merge;
 pub mod sstable;
 
+pub mod engine;
 #[cfg(test)]
 pub(crate) mod testdisk;
