@@ -111,7 +111,6 @@ fn large_values_roundtrip_and_oversize_is_refused() {
 }
 
 #[test]
-#[ignore = "needs the storage engine (in-memory store until it is merged)"]
 fn restart_keeps_acknowledged_data() {
     let mut n = single("restart", 2);
     {

@@ -208,3 +208,16 @@ fn wrong_hello_is_refused_with_a_reason() {
     assert!(err.to_string().contains("not a tern hello"), "{err}");
     stop.trigger();
 }
+
+#[test]
+fn proc_net_addresses_parse() {
+    let (ip, port) = super::parse_proc_addr("0100007F:1E14", false).unwrap();
+    assert_eq!(ip, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(port, 0x1E14);
+    let (ip, _) = super::parse_proc_addr("00000000000000000000000001000000:0050", true).unwrap();
+    assert_eq!(ip, "::1".parse::<std::net::IpAddr>().unwrap());
+    // A listener we hold right now is seen.
+    let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    assert!(super::listening_ports().contains(&("127.0.0.3".parse().unwrap(), port)));
+}
