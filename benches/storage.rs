@@ -24,7 +24,7 @@ use tern::runtime::disk::{Disk, DiskFile, ALIGN};
 use tern::storage::bloom::Bloom;
 use tern::storage::entry::{token, InternalKey, Stored};
 use tern::storage::memtable::Memtable;
-use tern::storage::sstable::{SstOptions, SstReader, SstWriter};
+use tern::storage::sstable::{BlockCache, SstOptions, SstReader, SstWriter};
 
 struct BenchDisk;
 struct BenchFile(DmaFile);
@@ -221,6 +221,18 @@ fn sstable_reads(c: &mut Criterion) {
         (0..4096).map(|_| key(next_rand(&mut s) % KEYS)).collect()
     };
     let miss_keys: Vec<InternalKey> = (0..4096).map(|i| key(KEYS + 1 + i)).collect();
+    // The same table behind a block cache large enough for the hot keys' blocks.
+    let cache = std::rc::Rc::new(BlockCache::new(64 << 20));
+    let cached = ex.run(async {
+        let r = SstReader::open(&BenchDisk, &path, &opts)
+            .await
+            .unwrap()
+            .with_cache(cache.clone(), 1);
+        for k in &hit_keys {
+            r.get(k).await.unwrap();
+        }
+        r
+    });
 
     let mut g = c.benchmark_group("sstable");
     g.measurement_time(Duration::from_secs(4));
@@ -233,7 +245,7 @@ fn sstable_reads(c: &mut Criterion) {
                 ex.run(async {
                     let t = Instant::now();
                     for i in 0..iters as usize {
-                        let got = reader.get(&keys[i % keys.len()]).await.unwrap();
+                        let got = rd.get(&keys[i % keys.len()]).await.unwrap();
                         debug_assert_eq!(got.is_some(), want_hit);
                         black_box(got);
                     }
@@ -245,14 +257,18 @@ fn sstable_reads(c: &mut Criterion) {
     g.finish();
 
     // Tail latency: single reads timed one by one.
-    for (name, keys) in [("get_hit", &hit_keys), ("get_miss", &miss_keys)] {
+    for (name, rd, keys) in [
+        ("get_hit", &reader, &hit_keys),
+        ("get_miss", &reader, &miss_keys),
+        ("get_hit_cached", &cached, &hit_keys),
+    ] {
         let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
         let n = 20_000usize;
         let total = ex.run(async {
             let t0 = Instant::now();
             for i in 0..n {
                 let t = Instant::now();
-                black_box(reader.get(&keys[i % keys.len()]).await.unwrap());
+                black_box(rd.get(&keys[i % keys.len()]).await.unwrap());
                 h.record(t.elapsed().as_nanos() as u64).unwrap();
             }
             t0.elapsed()
@@ -267,7 +283,11 @@ fn sstable_reads(c: &mut Criterion) {
         );
     }
     println!("reader stats: {:?}", reader.stats());
-    ex.run(async { reader.close().await.unwrap() });
+    println!("cache stats: {:?}", cache.stats());
+    ex.run(async {
+        reader.close().await.unwrap();
+        cached.close().await.unwrap();
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 
