@@ -236,9 +236,10 @@ fn sstable_reads(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("sstable");
     g.measurement_time(Duration::from_secs(4));
-    for (name, keys, want_hit) in [
-        ("get_hit", &hit_keys, true),
-        ("get_miss", &miss_keys, false),
+    for (name, rd, keys, want_hit) in [
+        ("get_hit", &reader, &hit_keys, true),
+        ("get_miss", &reader, &miss_keys, false),
+        ("get_hit_cached", &cached, &hit_keys, true),
     ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
