@@ -447,3 +447,45 @@ fn sibling_cap_reaches_the_client() {
         .unwrap();
     assert_eq!(rec.siblings().len(), 2);
 }
+
+#[test]
+fn put_ack_context_never_claims_unseen_writes() {
+    let (sim, net) = setup(3);
+    let put = |v: &'static str, ctx: VersionVector| {
+        drive(&sim, &net, 1, move |c| async move {
+            c.put(
+                key(),
+                Some(Bytes::from_static(v.as_bytes())),
+                ctx,
+                &prefs3(),
+                &opts(Quorum::One, Quorum::All),
+            )
+            .await
+        })
+        .unwrap()
+    };
+    let a = put("a", VersionVector::new());
+    // Contiguous: the ack context is the write's full history.
+    assert!(a.context.covers(a.dot));
+    // A second blind write through the same coordinator gets dot 1:2; a vector holding it would
+    // also claim 1:1 ("a"), which this client never saw.
+    let b = put("b", VersionVector::new());
+    assert_eq!(b.dot, crate::version::Dot::new(1, 2));
+    assert!(!b.context.covers(a.dot));
+    // Writing again with that context keeps "a" (and "b": the client did not claim it either).
+    put("c", b.context.clone());
+    let got = drive(&sim, &net, 2, |c| async move {
+        c.get(key(), &prefs3(), &opts(Quorum::All, Quorum::One))
+            .await
+    })
+    .unwrap();
+    let values: Vec<_> = got.record.values().cloned().collect();
+    assert_eq!(
+        values,
+        vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"c")
+        ]
+    );
+}
