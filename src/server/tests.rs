@@ -221,3 +221,48 @@ fn proc_net_addresses_parse() {
     let port = l.local_addr().unwrap().port();
     assert!(super::listening_ports().contains(&("127.0.0.3".parse().unwrap(), port)));
 }
+
+#[test]
+fn replica_messages_need_a_peer_hello() {
+    let (addr, stop) = start();
+    let frame = |id| {
+        let mut out = Vec::new();
+        let env = Envelope::new(
+            id,
+            Message::Replica(ReplicaRequestWire::Get {
+                key: Bytes::from_static(b"k"),
+            }),
+        );
+        Encoder::new(Limits::default())
+            .encode_into(&env, &mut out)
+            .unwrap();
+        out
+    };
+    let mut client = connect(addr);
+    client.write_all(&frame(5)).unwrap();
+    let e = read_envelopes(&mut client, 1);
+    assert!(
+        matches!(&e[0].message, Message::Error(w) if w.code == ErrorCode::BadRequest),
+        "{e:?}"
+    );
+    let mut peer = StdStream::connect(addr).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let hello = ClientHello {
+        version: PROTOCOL_VERSION,
+        flags: crate::net::handshake::FLAG_PEER_NODE,
+    };
+    peer.write_all(&hello.encode()).unwrap();
+    let mut h = [0u8; SERVER_HELLO_LEN];
+    peer.read_exact(&mut h).unwrap();
+    peer.write_all(&frame(6)).unwrap();
+    let e = read_envelopes(&mut peer, 1);
+    assert!(
+        matches!(
+            &e[0].message,
+            Message::ReplicaReply(ReplicaResponseWire::PutAck)
+        ),
+        "{e:?}"
+    );
+    stop.trigger();
+}

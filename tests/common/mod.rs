@@ -196,6 +196,16 @@ impl Node {
     /// SIGTERM and wait (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM without waiting (a second SIGTERM would make the node exit at once).
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Waits (at most 30 s) for the process to exit and reaps it.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("node not running");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -204,8 +214,9 @@ impl Node {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
+                let _ = c.wait();
                 panic!(
-                    "node {} did not exit within 30 s of SIGTERM; log:\n{}",
+                    "node {} did not exit within 30 s; log:\n{}",
                     self.id,
                     self.read_log()
                 );
