@@ -499,4 +499,32 @@ mod tests {
             assert!(Footer::decode(p, 3968, &m).unwrap_err().is_corrupt());
         }
     }
+
+    proptest::proptest! {
+        /// Decoders get arbitrary bytes (as a fuzzer would): an error or a value, never a panic.
+        #[test]
+        fn decoders_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                                fix_crc in proptest::prelude::any::<bool>()) {
+            let p = Path::new("f.sst");
+            let mut d = data.clone();
+            if fix_crc && d.len() >= BLOCK_TRAILER {
+                // Make the block checksum valid so the entry parser itself is exercised.
+                let n = d.len() - 4;
+                let crc = crc32fast::hash(&d[..n]);
+                d[n..].copy_from_slice(&crc.to_le_bytes());
+            }
+            let b = Bytes::from(d);
+            let _ = decode_block(p, 0, &b);
+            let _ = find_in_block(p, 0, &b, b"k");
+            let _ = decode_index(p, 0, &b, 1 << 20);
+            let mut f = data.clone();
+            f.resize(FOOTER_LEN, 0);
+            if fix_crc {
+                let crc = crc32fast::hash(&f[..FOOTER_LEN - 4]);
+                f[FOOTER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+            }
+            let _ = Footer::decode(p, 1 << 20, &f);
+            let _ = crate::storage::bloom::Bloom::decode(&data);
+        }
+    }
 }

@@ -1,3 +1,6 @@
+//! SSTable tests: format roundtrip, proptests against a BTreeMap model, token-range scans,
+//! corruption detection and the block cache, all on the in-memory test disk.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
