@@ -2,7 +2,7 @@
 //!
 //! Keyed by the token the engine already computes for ordering, so a lookup hashes the key once.
 //! Probes use enhanced double hashing: `h1 = token`, `h2 = splitmix64(token) | 1`, probe `i` sets
-//! bit `(h1 + i*h2 + i*(i-1)/2) mod m` (Kirsch–Mitzenmacher; the quadratic term avoids the
+//! bit `reduce(h1 + i*h2 + i*(i-1)/2, m)` (multiply-shift reduction) (Kirsch–Mitzenmacher; the quadratic term avoids the
 //! short cycles plain double hashing has when `h2` shares factors with `m`).
 //!
 //! Invariants: `num_bits >= 64`, `1 <= k <= 30`; no false negatives ever. The encoding is
@@ -35,7 +35,9 @@ fn probe_bits(m: u64, k: u32, token: u64) -> impl Iterator<Item = u64> {
     let mut h = token;
     let mut delta = splitmix64(token) | 1;
     (0..k).map(move |i| {
-        let bit = h % m;
+        // Multiply-shift range reduction: maps h onto [0, m) like `h % m` but without a
+        // 64-bit division per probe.
+        let bit = ((u128::from(h) * u128::from(m)) >> 64) as u64;
         h = h.wrapping_add(delta);
         delta = delta.wrapping_add(u64::from(i));
         bit

@@ -1,3 +1,6 @@
+//! Compaction tests: the pure `pick` policy (cases and invariants) and `run` on real tables,
+//! including the tombstone-resurrection hazard the drop rule exists for.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

@@ -7,10 +7,12 @@
 //! `crate::runtime::disk`; this module never renames files or touches the manifest (the caller
 //! renames the finished file into place and syncs the directory).
 
+mod cache;
 mod format;
 mod reader;
 mod writer;
 
+pub use cache::{BlockCache, BlockCacheStats};
 pub(crate) use format::Cursor;
 pub use format::MAX_PAYLOAD_LEN;
 pub use reader::{SstReader, SstScan, SstStats};

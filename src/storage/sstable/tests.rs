@@ -1,3 +1,6 @@
+//! SSTable tests: format roundtrip, proptests against a BTreeMap model, token-range scans,
+//! corruption detection and the block cache, all on the in-memory test disk.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -306,4 +309,58 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+#[test]
+fn block_cache_serves_repeat_reads_without_io() {
+    block_on(async {
+        let disk = MemDisk::default();
+        let path = Path::new("/d/cache.sst");
+        let m = model(2000, 40);
+        let opts = SstOptions::default();
+        write(&disk, path, &m, &opts).await;
+        let cache = std::rc::Rc::new(BlockCache::new(1 << 20));
+        let r = SstReader::open(&disk, path, &opts)
+            .await
+            .unwrap()
+            .with_cache(cache.clone(), 7);
+        let keys: Vec<_> = m.iter().step_by(50).collect();
+        for (k, v) in &keys {
+            assert_eq!(r.get(k).await.unwrap().as_ref(), Some(*v));
+        }
+        let reads = r.stats().block_reads;
+        assert!(reads > 0);
+        for (k, v) in &keys {
+            assert_eq!(r.get(k).await.unwrap().as_ref(), Some(*v));
+        }
+        assert_eq!(
+            r.stats().block_reads,
+            reads,
+            "second pass must come from the cache"
+        );
+        assert!(cache.stats().hits >= keys.len() as u64);
+        cache.evict_table(7);
+        assert_eq!(cache.stats().blocks, 0);
+    });
+}
+
+#[test]
+fn corrupt_block_is_never_cached() {
+    block_on(async {
+        let disk = MemDisk::default();
+        let path = Path::new("/d/cc.sst");
+        let m = model(200, 40);
+        let opts = SstOptions::default();
+        write(&disk, path, &m, &opts).await;
+        disk.flip_byte(path, 20);
+        let cache = std::rc::Rc::new(BlockCache::new(1 << 20));
+        let r = SstReader::open(&disk, path, &opts)
+            .await
+            .unwrap()
+            .with_cache(cache.clone(), 1);
+        let first = m.keys().next().unwrap();
+        assert!(r.get(first).await.unwrap_err().is_corrupt());
+        assert!(r.get(first).await.unwrap_err().is_corrupt());
+        assert_eq!(cache.stats().blocks, 0);
+    });
 }
