@@ -212,21 +212,27 @@ pub struct Engine<D: Disk> {
 }
 
 thread_local! {
-    static BG_QUEUE: Cell<Option<glommio::TaskQueueHandle>> = const { Cell::new(None) };
+    /// (executor id, queue) so one executor reuses its queue across engines.
+    static BG_QUEUE: Cell<Option<(usize, glommio::TaskQueueHandle)>> = const { Cell::new(None) };
 }
 
-/// The executor's low-priority queue for flushes and compactions (created once per thread).
-fn bg_queue() -> glommio::TaskQueueHandle {
+/// The executor's low-priority queue for flushes and compactions, created once per executor
+/// (`fresh` forces a new one, e.g. when the cached handle belongs to a finished executor).
+fn bg_queue(fresh: bool) -> glommio::TaskQueueHandle {
+    let ex = glommio::executor();
+    let id = ex.id();
     BG_QUEUE.with(|q| {
-        if let Some(h) = q.get() {
-            return h;
+        if let Some((qid, h)) = q.get() {
+            if qid == id && !fresh {
+                return h;
+            }
         }
-        let h = glommio::executor().create_task_queue(
+        let h = ex.create_task_queue(
             glommio::Shares::Static(100),
             glommio::Latency::NotImportant,
             "tern-storage-bg",
         );
-        q.set(Some(h));
+        q.set(Some((id, h)));
         h
     })
 }
@@ -348,9 +354,12 @@ impl<D: Disk> Engine<D> {
         });
         let mut tasks = Vec::new();
         if inner.cfg.background {
-            let i = inner.clone();
-            let t = glommio::spawn_local_into(background::run(i), bg_queue())
-                .map_err(|e| StorageError::io(&dir, "spawn background task", e.into()))?;
+            let t = match glommio::spawn_local_into(background::run(inner.clone()), bg_queue(false))
+            {
+                Ok(t) => t,
+                Err(_) => glommio::spawn_local_into(background::run(inner.clone()), bg_queue(true))
+                    .map_err(|e| StorageError::io(&dir, "spawn background task", e.into()))?,
+            };
             tasks.push(t);
         }
         if let SyncMode::Periodic { interval_ms } = inner.cfg.sync {
