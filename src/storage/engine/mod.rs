@@ -477,12 +477,19 @@ impl<D: Disk> Engine<D> {
     }
 
     /// Make the log durable, stop background tasks, close files. Memtables are not flushed:
-    /// the next `open` replays them from the log.
+    /// the next `open` replays them from the log. Waits for a running flush or compaction to
+    /// finish (rather than cancelling it in the middle of its I/O).
     pub async fn close(self) -> Result<(), StorageError> {
         self.inner.closed.set(true);
         self.inner.bg_wake.notify();
+        let mut tasks = std::mem::take(&mut *self.tasks.borrow_mut()).into_iter();
+        if self.inner.cfg.background {
+            if let Some(bg) = tasks.next() {
+                // The loop checks `closed` between jobs, so this ends after the current one.
+                bg.await;
+            }
+        }
         let res = self.inner.log.close().await;
-        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for t in tasks {
             t.cancel().await;
         }
