@@ -99,8 +99,10 @@ impl History {
             let rec = &rd.record;
             rec.check_invariants().map_err(|e| {
                 format!(
-                    "read by client {} of {:?} at {}: {e}: {rec:?}",
-                    rd.client, rd.key, rd.start_ms
+                    "read by {} of {:?} at {}: {e}: {rec:?}",
+                    who(rd.client),
+                    rd.key,
+                    rd.start_ms
                 )
             })?;
             let live = rec.values().count();
