@@ -5,7 +5,7 @@
 //! replica convergence after read repair.
 //!
 //! A failing seed replays exactly: `TERN_SIM_SEED=<seed> cargo test --lib coordinator::sim`.
-//! `TERN_SIM_SEEDS=<count>` runs more seeds (default 200).
+//! `TERN_SIM_SEEDS=<count>` runs another number of seeds (default 500: ~0.5 s release, ~12 s debug).
 //!
 //! [`Coordinator`]: crate::coordinator::Coordinator
 
