@@ -327,3 +327,38 @@ fn accept_hello_serves_the_async_client_and_refuses_bad_versions() {
         server.await;
     });
 }
+
+/// Enough pipelined bytes to fill both socket buffers: the driver must keep reading answers
+/// while its writes are blocked, or this deadlocks (bounded by the response timeout).
+#[test]
+fn async_client_survives_full_socket_buffers() {
+    let addr = start(HelloMode::Normal);
+    let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+    ex.run(async move {
+        let c = ClientConfig {
+            max_in_flight: 4096,
+            ..cfg()
+        };
+        let c = AsyncClient::connect(&addr, c).await.unwrap();
+        let o = OpOptions::default();
+        let value = bytes::Bytes::from(vec![0x5a; 16 << 10]);
+        let futs: Vec<_> = (0..1000u32)
+            .map(|i| {
+                c.send(&put_request(format!("big{i}"), value.clone(), None, &o))
+                    .unwrap()
+            })
+            .collect();
+        for f in futs {
+            assert!(matches!(f.await.unwrap(), ClientResponse::Put { .. }));
+        }
+        let futs: Vec<_> = (0..1000u32)
+            .map(|i| c.send(&get_request(format!("big{i}"), &o)).unwrap())
+            .collect();
+        for f in futs {
+            match f.await.unwrap() {
+                ClientResponse::Get { siblings, .. } => assert_eq!(siblings[0].value, value),
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
