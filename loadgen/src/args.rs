@@ -3,10 +3,10 @@
 
 use crate::conn::Mix;
 use crate::dist::DistKind;
+use crate::driver::{ConnParams, Protocol};
 use crate::plot;
 use crate::report::{self, RunReport};
 use crate::runner::{self, RunConfig};
-use crate::target::{ConnParams, Protocol};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};

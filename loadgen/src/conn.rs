@@ -2,7 +2,7 @@
 //!
 //! A [`ConnState`] decides what the connection sends next (op type, key, value, intended start
 //! time), when it must stop, and records each completion into its core's stats. Protocol
-//! drivers (`target::*`) only move bytes: they ask [`ConnState::next`], send, and hand the
+//! drivers (`driver::*`) only move bytes: they ask [`ConnState::next`], send, and hand the
 //! outcome to [`ConnState::complete`].
 //!
 //! Invariants: the plan is bounded (a request quota and/or a deadline; after the deadline no new

@@ -8,6 +8,7 @@
 mod args;
 mod conn;
 mod dist;
+mod driver;
 mod hgrm;
 mod plot;
 mod report;
@@ -15,7 +16,6 @@ mod resp;
 mod runner;
 mod schedule;
 mod stats;
-mod target;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -9,9 +9,9 @@
 
 use crate::conn::{ConnState, CoreStats, Limits, Mix, Pacing, Phase, ValueGen};
 use crate::dist::{DistKind, KeyDist, Zipfian, ZIPF_THETA};
+use crate::driver::{Conn, ConnParams, Protocol};
 use crate::schedule::OpenSchedule;
 use crate::stats::{new_hist, OpStats};
-use crate::target::{Conn, ConnParams, Protocol};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, SeedableRng};
@@ -132,7 +132,7 @@ async fn run_all(
     timeout: Duration,
 ) -> Vec<(Conn, Rc<RefCell<ConnState>>)> {
     let health = conns.iter().map(|(c, _)| c.health()).collect();
-    let dog = glommio::spawn_local(crate::target::watchdog(health, timeout));
+    let dog = glommio::spawn_local(crate::driver::watchdog(health, timeout));
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|(mut c, st)| {
@@ -155,7 +155,7 @@ async fn ticker(stats: Rc<RefCell<CoreStats>>, tx: SyncSender<Tick>, phase: Phas
     let mut sec = 0u64;
     loop {
         sec += 1;
-        crate::target::sleep_until(start + Duration::from_secs(sec)).await;
+        crate::driver::sleep_until(start + Duration::from_secs(sec)).await;
         let mut s = stats.borrow_mut();
         let hist = std::mem::replace(&mut s.tick_hist, new_hist());
         let tick = Tick {
