@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.cmd {
         Some(args::Cmd::Plot(p)) => args::run_plot(&p),
+        Some(args::Cmd::Table(t)) => args::run_table(&t),
         None => args::run_load(&cli.run),
     };
     match result {

@@ -66,6 +66,9 @@ pub struct RunReport {
     pub cpu_us_per_request: f64,
     pub cpu_user_secs: f64,
     pub cpu_sys_secs: f64,
+    /// CPU of `--server-pid` over the measured phase, per measured request, microseconds.
+    #[serde(default)]
+    pub server_cpu_us_per_request: Option<f64>,
 }
 
 fn op_report(name: &str, s: &OpStats, secs: f64) -> OpReport {
@@ -116,6 +119,10 @@ impl RunReport {
             },
             cpu_user_secs: r.cpu_user.as_secs_f64(),
             cpu_sys_secs: r.cpu_sys.as_secs_f64(),
+            server_cpu_us_per_request: r
+                .server_cpu
+                .filter(|_| total > 0)
+                .map(|c| c.as_secs_f64() * 1e6 / total as f64),
         }
     }
 
@@ -193,6 +200,9 @@ impl RunReport {
             "loadgen CPU: {:.2} us/request (user {:.2} s + sys {:.2} s)",
             self.cpu_us_per_request, self.cpu_user_secs, self.cpu_sys_secs
         );
+        if let Some(c) = self.server_cpu_us_per_request {
+            let _ = writeln!(o, "server CPU: {c:.2} us/request");
+        }
         o
     }
 
@@ -245,4 +255,96 @@ pub fn write_hgrm(dir: &Path, r: &RunResult) -> Result<Vec<PathBuf>, ReportError
         written.push(path);
     }
     Ok(written)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// A Markdown table with one row per op type of every report, in the given order.
+pub fn markdown_table(reports: &[RunReport]) -> String {
+    let mut o = String::new();
+    o.push_str(
+        "| run | op | mode | ops/s | p50 us | p90 us | p99 us | p99.9 us | max us | errors | server CPU us/req | loadgen CPU us/req |\n",
+    );
+    o.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in reports {
+        let mode = r.settings.get("mode").map_or("-", String::as_str);
+        for op in &r.ops {
+            let l = &op.latency;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} |",
+                r.label.replace('|', "/"),
+                op.op,
+                mode,
+                op.ops_per_sec,
+                l.p50_us,
+                l.p90_us,
+                l.p99_us,
+                l.p999_us,
+                l.max_us,
+                op.errors.values().sum::<u64>(),
+                fmt_opt(r.server_cpu_us_per_request),
+                r.cpu_us_per_request
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::runner::RunResult;
+    use crate::stats::record_ns;
+    use std::time::Duration;
+
+    fn result() -> RunResult {
+        let mut ops: [OpStats; 3] = Default::default();
+        for v in 1..=1000u64 {
+            record_ns(&mut ops[0].hist, v * 1000);
+            ops[0].ok += 1;
+        }
+        ops[0].add_error("timeout");
+        RunResult {
+            ops,
+            load: None,
+            measured: Duration::from_secs(2),
+            cpu_user: Duration::from_millis(3),
+            cpu_sys: Duration::from_millis(1),
+            connect_errors: BTreeMap::new(),
+            server_cpu: Some(Duration::from_millis(10)),
+        }
+    }
+
+    #[test]
+    fn json_roundtrip_and_table() {
+        let rep = RunReport::build("redis|x".into(), BTreeMap::new(), &result());
+        assert_eq!(rep.total_requests, 1000);
+        assert!((rep.ops_per_sec - 500.0).abs() < 1e-9);
+        assert!((rep.cpu_us_per_request - 4.0).abs() < 1e-9);
+        assert!((rep.server_cpu_us_per_request.unwrap() - 10.0).abs() < 1e-9);
+        let dir = std::env::temp_dir().join(format!("loadgen-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.json");
+        rep.write_json(&p).unwrap();
+        let back = RunReport::read_json(&p).unwrap();
+        assert_eq!(back.ops[0].latency, rep.ops[0].latency);
+        assert_eq!(back.ops[0].errors["timeout"], 1);
+        let t = markdown_table(&[back]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].starts_with("| redis/x | get |"), "{}", lines[2]);
+        assert!(lines[2].contains("| 10.0 | 4.0 |"), "{}", lines[2]);
+        assert!(rep.text().contains("get error x1: timeout"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_json_is_a_clear_error() {
+        let e = RunReport::read_json(std::path::Path::new("/nonexistent/x.json")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.json"));
+    }
 }

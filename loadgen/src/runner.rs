@@ -49,6 +49,10 @@ pub struct RunConfig {
     pub verify: bool,
     pub seed: u64,
     pub quiet: bool,
+    /// Stop after the load phase.
+    pub load_only: bool,
+    /// A server process whose CPU time is sampled over the measured phase.
+    pub server_pid: Option<u32>,
 }
 
 /// What one core hands back.
@@ -63,6 +67,7 @@ pub struct CoreResult {
     pub cpu_user: Duration,
     pub cpu_sys: Duration,
     pub connect_errors: BTreeMap<String, u64>,
+    pub server_cpu: Option<Duration>,
 }
 
 /// All cores merged.
@@ -76,6 +81,8 @@ pub struct RunResult {
     pub cpu_user: Duration,
     pub cpu_sys: Duration,
     pub connect_errors: BTreeMap<String, u64>,
+    /// CPU time (user + system) of `--server-pid` over the measured phase.
+    pub server_cpu: Option<Duration>,
 }
 
 #[derive(Debug, Error)]
@@ -111,6 +118,23 @@ pub fn rusage(who: libc::c_int) -> (Duration, Duration) {
         Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
     };
     (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// User + system CPU time of process `pid` from `/proc/PID/stat`, None if unreadable.
+pub fn proc_cpu(pid: u32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: fields are counted after its ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is f[0]: utime (14) and stime (15) are f[11] and f[12].
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = u64::try_from(tck).ok().filter(|&t| t > 0)?;
+    Some(Duration::from_nanos(
+        (utime + stime).saturating_mul(1_000_000_000 / tck),
+    ))
 }
 
 /// Splits `total` connections over `cores`: (first global index, count) per core.
@@ -260,6 +284,24 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         a.barrier.wait();
     }
 
+    if cfg.load_only {
+        let st = std::mem::take(&mut *stats.borrow_mut());
+        return CoreResult {
+            ops: st.ops,
+            load: st.load,
+            load_elapsed,
+            warmup_end: now,
+            deadline: now,
+            last_completion: None,
+            cpu_user: Duration::ZERO,
+            cpu_sys: Duration::ZERO,
+            connect_errors,
+            server_cpu: None,
+        };
+    }
+    // Sampled by one core only, outside the measured window's hot path.
+    let server_pid = cfg.server_pid.filter(|_| a.first_conn == 0);
+    let server0 = server_pid.and_then(proc_cpu);
     let start = Instant::now();
     let limits = Limits {
         warmup_end: start + cfg.warmup,
@@ -284,6 +326,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
     let (u0, s0) = rusage_thread();
     let _conns = run_all(conns, cfg.params.timeout).await;
     let (u1, s1) = rusage_thread();
+    let server1 = server_pid.and_then(proc_cpu);
     tick.cancel().await;
     drop(a.tx);
     let st = std::mem::take(&mut *stats.borrow_mut());
@@ -297,6 +340,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         cpu_user: u1.saturating_sub(u0),
         cpu_sys: s1.saturating_sub(s0),
         connect_errors,
+        server_cpu: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
     }
 }
 
@@ -387,7 +431,9 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
     let mut deadline: Option<Instant> = None;
     let (mut cu, mut cs) = (Duration::ZERO, Duration::ZERO);
     let mut connect_errors = BTreeMap::new();
+    let mut server_cpu = None;
     for r in results {
+        server_cpu = server_cpu.or(r.server_cpu);
         for (a, b) in ops.iter_mut().zip(&r.ops) {
             a.merge(b);
         }
@@ -415,6 +461,7 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
         cpu_user: cu,
         cpu_sys: cs,
         connect_errors,
+        server_cpu,
     }
 }
 
@@ -422,6 +469,20 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_cpu_reads_our_own_process() {
+        // Burn a little CPU so the figure cannot be zero, then read it back.
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(30) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert_ne!(x, 1);
+        let c = proc_cpu(std::process::id()).unwrap();
+        assert!(c >= Duration::from_millis(10), "{c:?}");
+        assert!(proc_cpu(u32::MAX).is_none());
+    }
 
     #[test]
     fn connections_split_evenly_and_cover_all() {
