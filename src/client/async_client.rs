@@ -1,0 +1,457 @@
+//! Pipelined client on glommio (`glommio::net::TcpStream`), for code inside a glommio executor.
+//!
+//! One connection carries many requests at once. Callers encode into a shared output buffer
+//! and get a [`ResponseFuture`]; a single driver task per connection owns the socket, writes
+//! whatever is queued (so concurrent requests coalesce into few writes) and reads answers,
+//! handing each to the waiting future by request id. Everything lives on one executor thread:
+//! state is `Rc<RefCell<..>>`, never shared across threads, and no borrow is held across an
+//! `.await`.
+//!
+//! Invariants: at most `max_in_flight` requests per connection (a glommio semaphore); each
+//! future resolves by its answer, the connection's failure, or `response_timeout`; dropping a
+//! future forgets its request (a late answer is discarded); dropping the last [`AsyncClient`]
+//! handle stops the driver and closes the socket.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
+use glommio::timer::Timer;
+
+use super::{
+    delete_request, get_request, get_result, put_request, response_from_message, write_result,
+    ClientConfig, ClientError, Context, GetResult, OpOptions,
+};
+use crate::net::codec::{decode_frame, DecodeFailure};
+use crate::net::handshake::{ServerHello, SERVER_HELLO_LEN};
+use crate::net::{
+    ClientHello, ClientRequest, ClientResponse, Encoder, Envelope, FrameDecoder, Message, NetError,
+};
+
+type Outcome = Result<ClientResponse, ClientError>;
+
+struct Slot {
+    result: Option<Outcome>,
+    waker: Option<Waker>,
+}
+
+struct State {
+    enc: Encoder,
+    out: Vec<u8>,
+    next_id: u64,
+    pending: HashMap<u64, Slot>,
+    driver: Option<Waker>,
+    closed: Option<String>,
+}
+
+struct Shared {
+    state: RefCell<State>,
+    sem: Rc<Semaphore>,
+    cfg: ClientConfig,
+    peer: SocketAddr,
+}
+
+impl Shared {
+    fn close(&self, why: String) {
+        let mut st = self.state.borrow_mut();
+        if st.closed.is_none() {
+            st.closed = Some(why.clone());
+        }
+        for slot in st.pending.values_mut() {
+            if slot.result.is_none() {
+                slot.result = Some(Err(ClientError::Closed(why.clone())));
+                if let Some(w) = slot.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+        if let Some(w) = st.driver.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Closes the connection when the last [`AsyncClient`] clone is dropped.
+struct HandleGuard(Rc<Shared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        self.0.close("client dropped".into());
+    }
+}
+
+/// A pipelined connection to one node; clone it freely within the executor.
+#[derive(Clone)]
+pub struct AsyncClient {
+    shared: Rc<Shared>,
+    _guard: Rc<HandleGuard>,
+}
+
+impl AsyncClient {
+    /// Connects to `addr` and exchanges the hello within `cfg.connect_timeout`, then spawns the
+    /// connection's driver task on the current executor.
+    pub async fn connect(addr: &str, cfg: ClientConfig) -> Result<Self, ClientError> {
+        let conn_err = |source: io::Error| ClientError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(conn_err)?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
+        let mut stream = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(a, cfg.connect_timeout).await {
+                Ok(s) => {
+                    stream = Some((s, a));
+                    break;
+                }
+                Err(e) => last = e.into(),
+            }
+        }
+        let (mut stream, peer) = stream.ok_or_else(|| conn_err(last))?;
+        let hs = |source: NetError| ClientError::Handshake {
+            addr: peer.to_string(),
+            source,
+        };
+        stream
+            .set_nodelay(true)
+            .map_err(|e| hs(NetError::Io(e.into())))?;
+        let hello = async {
+            stream.write_all(&ClientHello::default().encode()).await?;
+            let mut reply = [0u8; SERVER_HELLO_LEN];
+            stream.read_exact(&mut reply).await?;
+            Ok::<_, io::Error>(reply)
+        };
+        let reply = with_timeout(cfg.connect_timeout, hello)
+            .await
+            .map_err(|e| hs(NetError::Io(e)))?;
+        ServerHello::decode(&reply)
+            .and_then(|h| h.check())
+            .map_err(hs)?;
+
+        let shared = Rc::new(Shared {
+            state: RefCell::new(State {
+                enc: Encoder::new(cfg.limits),
+                out: Vec::with_capacity(16 << 10),
+                next_id: 1,
+                pending: HashMap::new(),
+                driver: None,
+                closed: None,
+            }),
+            sem: Rc::new(Semaphore::new(cfg.max_in_flight as u64)),
+            cfg,
+            peer,
+        });
+        glommio::spawn_local(drive(stream, shared.clone())).detach();
+        Ok(Self {
+            _guard: Rc::new(HandleGuard(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The node this client talks to.
+    pub fn peer(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// Requests sent and not yet answered (or given up).
+    pub fn in_flight(&self) -> usize {
+        self.shared.state.borrow().pending.len()
+    }
+
+    /// Queues `req` now, without waiting for capacity: fails with `TooManyInFlight` when
+    /// `max_in_flight` requests are outstanding. The returned future resolves to the answer.
+    /// Open-loop load generators use this to send at the scheduled instant.
+    pub fn send(&self, req: &ClientRequest) -> Result<ResponseFuture, ClientError> {
+        let permit = match self.shared.sem.try_acquire_static_permit(1) {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(ClientError::TooManyInFlight {
+                    max: self.shared.cfg.max_in_flight,
+                })
+            }
+        };
+        self.enqueue(req, permit)
+    }
+
+    /// Sends `req` (waiting for capacity if needed) and waits for its answer.
+    pub async fn call(&self, req: &ClientRequest) -> Result<ClientResponse, ClientError> {
+        let permit = self
+            .shared
+            .sem
+            .acquire_static_permit(1)
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        self.enqueue(req, permit)?.await
+    }
+
+    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<GetResult>, ClientError> {
+        let o = self.shared.cfg.op;
+        self.get_with(key, &o).await
+    }
+
+    pub async fn get_with(
+        &self,
+        key: impl Into<Bytes>,
+        o: &OpOptions,
+    ) -> Result<Option<GetResult>, ClientError> {
+        get_result(self.call(&get_request(key, o)).await)
+    }
+
+    pub async fn put(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        ctx: Option<&Context>,
+    ) -> Result<Context, ClientError> {
+        let o = self.shared.cfg.op;
+        self.put_with(key, value, ctx, &o).await
+    }
+
+    pub async fn put_with(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        ctx: Option<&Context>,
+        o: &OpOptions,
+    ) -> Result<Context, ClientError> {
+        write_result(self.call(&put_request(key, value, ctx, o)).await)
+    }
+
+    pub async fn delete(
+        &self,
+        key: impl Into<Bytes>,
+        ctx: Option<&Context>,
+    ) -> Result<Context, ClientError> {
+        let o = self.shared.cfg.op;
+        self.delete_with(key, ctx, &o).await
+    }
+
+    pub async fn delete_with(
+        &self,
+        key: impl Into<Bytes>,
+        ctx: Option<&Context>,
+        o: &OpOptions,
+    ) -> Result<Context, ClientError> {
+        write_result(self.call(&delete_request(key, ctx, o)).await)
+    }
+
+    fn enqueue(
+        &self,
+        req: &ClientRequest,
+        permit: StaticPermit,
+    ) -> Result<ResponseFuture, ClientError> {
+        let mut st = self.shared.state.borrow_mut();
+        if let Some(why) = &st.closed {
+            return Err(ClientError::Closed(why.clone()));
+        }
+        let id = st.next_id;
+        let env = Envelope::new(id, Message::Request(req.clone()));
+        let State { enc, out, .. } = &mut *st;
+        enc.encode_into(&env, out)
+            .map_err(ClientError::InvalidRequest)?;
+        st.next_id = st.next_id.wrapping_add(1).max(1);
+        debug_assert!(
+            !st.pending.contains_key(&id),
+            "request id reused while in flight"
+        );
+        st.pending.insert(
+            id,
+            Slot {
+                result: None,
+                waker: None,
+            },
+        );
+        if let Some(w) = st.driver.take() {
+            w.wake();
+        }
+        Ok(ResponseFuture {
+            shared: self.shared.clone(),
+            id,
+            timer: Timer::new(self.shared.cfg.response_timeout),
+            _permit: permit,
+            done: false,
+        })
+    }
+}
+
+/// The answer to one request sent with [`AsyncClient::send`].
+pub struct ResponseFuture {
+    shared: Rc<Shared>,
+    id: u64,
+    timer: Timer,
+    _permit: StaticPermit,
+    done: bool,
+}
+
+impl ResponseFuture {
+    /// The request id used on the wire.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<ClientResponse, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(Err(ClientError::Closed("response already taken".into())));
+        }
+        {
+            let mut st = this.shared.state.borrow_mut();
+            let closed = st.closed.clone();
+            match st.pending.get_mut(&this.id) {
+                Some(slot) => {
+                    if let Some(r) = slot.result.take() {
+                        st.pending.remove(&this.id);
+                        this.done = true;
+                        return Poll::Ready(r);
+                    }
+                    slot.waker = Some(cx.waker().clone());
+                }
+                None => {
+                    this.done = true;
+                    return Poll::Ready(Err(ClientError::Closed(
+                        closed.unwrap_or_else(|| "request forgotten".into()),
+                    )));
+                }
+            }
+        }
+        if Pin::new(&mut this.timer).poll(cx).is_ready() {
+            this.shared.state.borrow_mut().pending.remove(&this.id);
+            this.done = true;
+            return Poll::Ready(Err(ClientError::ResponseTimeout {
+                timeout_ms: this.shared.cfg.response_timeout.as_millis() as u64,
+            }));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.state.borrow_mut().pending.remove(&self.id);
+        }
+    }
+}
+
+/// Resolves `fut`, or fails with `TimedOut` after `d`.
+async fn with_timeout<T>(d: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    futures_lite::future::or(fut, async {
+        glommio::timer::sleep(d).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no hello from the node within {} ms", d.as_millis()),
+        ))
+    })
+    .await
+}
+
+const READ_CHUNK: usize = 64 << 10;
+
+/// Owns the socket: writes queued frames, reads and dispatches answers, until the connection
+/// fails or the last client handle is dropped.
+async fn drive(mut stream: TcpStream, shared: Rc<Shared>) {
+    let mut dec = FrameDecoder::new(shared.cfg.limits.max_frame_len);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(16 << 10);
+    let mut wpos = 0usize;
+    let mut rbuf = vec![0u8; READ_CHUNK];
+    let end: Result<(), String> = std::future::poll_fn(|cx| {
+        if let Some(why) = shared.state.borrow().closed.clone() {
+            return Poll::Ready(Err(why));
+        }
+        // Write side: drain our buffer, then take everything queued since.
+        loop {
+            if wpos == wbuf.len() {
+                wbuf.clear();
+                wpos = 0;
+                let mut st = shared.state.borrow_mut();
+                std::mem::swap(&mut wbuf, &mut st.out);
+                if wbuf.is_empty() {
+                    st.driver = Some(cx.waker().clone());
+                    break;
+                }
+            }
+            match Pin::new(&mut stream).poll_write(cx, &wbuf[wpos..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err("node stopped accepting data".into()))
+                }
+                Poll::Ready(Ok(n)) => wpos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("write failed: {e}"))),
+                Poll::Pending => {
+                    // Also wake when new requests are queued; harmless if the write wakes first.
+                    shared.state.borrow_mut().driver = Some(cx.waker().clone());
+                    break;
+                }
+            }
+        }
+        // Read side: bounded per poll so writes are not starved by a fast reader.
+        for _ in 0..64 {
+            match Pin::new(&mut stream).poll_read(cx, &mut rbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(format!("node {} closed the connection", shared.peer)))
+                }
+                Poll::Ready(Ok(n)) => {
+                    dec.push(&rbuf[..n]);
+                    if let Err(e) = dispatch(&mut dec, &shared) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("read failed: {e}"))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Yielded after many reads: ask to be polled again.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+    let why = match end {
+        Ok(()) => "connection finished".to_owned(),
+        Err(e) => e,
+    };
+    tracing::debug!(peer = %shared.peer, reason = %why, "client connection ends");
+    shared.close(why);
+    let _ = stream.close().await;
+}
+
+/// Hands every complete answer to its waiting future. An error here is fatal for the connection.
+fn dispatch(dec: &mut FrameDecoder, shared: &Shared) -> Result<(), String> {
+    loop {
+        let frame = match dec.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let (id, outcome) = match decode_frame(&frame, &shared.cfg.limits) {
+            Ok(env) => (env.request_id, response_from_message(env.message)),
+            Err(DecodeFailure {
+                request_id: Some(id),
+                error,
+            }) => (id, Err(ClientError::Protocol(error))),
+            Err(f) => return Err(format!("undecodable frame from node: {}", f.error)),
+        };
+        let mut st = shared.state.borrow_mut();
+        match st.pending.get_mut(&id) {
+            Some(slot) => {
+                slot.result = Some(outcome);
+                if let Some(w) = slot.waker.take() {
+                    w.wake();
+                }
+            }
+            None => tracing::debug!(id, "dropping answer to a request no one waits for"),
+        }
+    }
+}
