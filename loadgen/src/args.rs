@@ -212,6 +212,13 @@ fn resolve(addr: &str) -> Result<SocketAddr, ArgError> {
     Ok(a)
 }
 
+fn quorum(name: &str, v: Option<&str>) -> Result<tern::client::Quorum, ArgError> {
+    match v {
+        None => Ok(tern::client::Quorum::Default),
+        Some(s) => s.parse().map_err(|e| invalid(format!("{name}: {e}"))),
+    }
+}
+
 fn secs(name: &str, v: f64) -> Result<Duration, ArgError> {
     Duration::try_from_secs_f64(v).map_err(|_| invalid(format!("{name} {v}: not a valid duration")))
 }
@@ -320,6 +327,12 @@ impl RunArgs {
             load: self.load || self.load_only,
             load_only: self.load_only,
             server_pid: self.server_pid,
+            tern_opts: tern::client::OpOptions {
+                r: quorum("--r", self.r.as_deref())?,
+                w: quorum("--w", self.w.as_deref())?,
+                strict: self.strict,
+                timeout_ms: 0,
+            },
             load_depth: self.load_pipeline,
             requests: self.requests,
             duration,
@@ -461,6 +474,14 @@ mod tests {
             .unwrap();
         assert!(cli.run.config().is_err());
         let cli = Cli::try_parse_from(["loadgen", "--verify", "--keys", "10"]).unwrap();
+        assert!(cli.run.config().is_err());
+        let cli =
+            Cli::try_parse_from(["loadgen", "--r", "quorum", "--w", "2", "--strict"]).unwrap();
+        let cfg = cli.run.config().unwrap();
+        assert_eq!(cfg.tern_opts.r, tern::client::Quorum::Majority);
+        assert_eq!(cfg.tern_opts.w, tern::client::Quorum::N(2));
+        assert!(cfg.tern_opts.strict);
+        let cli = Cli::try_parse_from(["loadgen", "--r", "0"]).unwrap();
         assert!(cli.run.config().is_err());
         let cli = Cli::try_parse_from(["loadgen", "plot", "--out", "x.svg", "a.json"]).unwrap();
         assert!(matches!(cli.cmd, Some(Cmd::Plot(_))));

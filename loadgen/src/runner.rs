@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub load_only: bool,
     /// A server process whose CPU time is sampled over the measured phase.
     pub server_pid: Option<u32>,
+    /// R, W and strict for tern requests.
+    pub tern_opts: tern::client::OpOptions,
 }
 
 /// What one core hands back.
@@ -217,6 +219,11 @@ async fn core_main(a: CoreArgs) -> CoreResult {
     };
     // Connect everything first so that connection setup is never measured.
     let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let tern_setup = crate::driver::tern::TernSetup {
+        opts: cfg.tern_opts,
+        contexts: Rc::default(),
+        max_in_flight: cfg.params.depth.max(cfg.load_depth),
+    };
     let mut pending = Vec::new();
     for i in 0..a.n_conns {
         let g = a.first_conn + i;
@@ -242,8 +249,9 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         );
         let params = cfg.params.clone();
         let proto = cfg.protocol;
+        let ts = tern_setup.clone();
         pending.push((
-            glommio::spawn_local(async move { Conn::connect(proto, params).await }),
+            glommio::spawn_local(async move { Conn::connect(proto, params, ts).await }),
             Rc::new(RefCell::new(st)),
         ));
     }

@@ -5,6 +5,7 @@
 //! Must not: decide op mix, pacing or stop conditions (that is `conn`), or touch other cores.
 
 pub mod resp;
+pub mod tern;
 
 use crate::conn::ConnState;
 use std::cell::{Cell, RefCell};
@@ -40,23 +41,23 @@ pub struct ConnParams {
 pub enum TargetError {
     #[error("connect to {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
-    #[error("protocol {0:?} is not available in this build: {1}")]
-    Unsupported(Protocol, &'static str),
 }
 
 /// A live connection of some protocol.
 pub enum Conn {
     Resp(resp::RespConn),
+    Tern(tern::TernConn),
 }
 
 impl Conn {
-    pub async fn connect(proto: Protocol, params: ConnParams) -> Result<Conn, TargetError> {
+    pub async fn connect(
+        proto: Protocol,
+        params: ConnParams,
+        tern: tern::TernSetup,
+    ) -> Result<Conn, TargetError> {
         match proto {
             Protocol::Resp => Ok(Conn::Resp(resp::RespConn::connect(params).await?)),
-            Protocol::Tern => Err(TargetError::Unsupported(
-                Protocol::Tern,
-                "the tern client is not merged yet",
-            )),
+            Protocol::Tern => Ok(Conn::Tern(tern::TernConn::connect(params, tern).await?)),
         }
     }
 
@@ -64,19 +65,22 @@ impl Conn {
     pub fn set_depth(&mut self, depth: usize) -> usize {
         match self {
             Conn::Resp(c) => std::mem::replace(&mut c.params.depth, depth.max(1)),
+            Conn::Tern(c) => std::mem::replace(&mut c.params.depth, depth.max(1)),
         }
     }
 
     pub fn health(&self) -> Rc<Health> {
         match self {
             Conn::Resp(c) => c.health(),
+            Conn::Tern(c) => c.health(),
         }
     }
 
     /// Drives the connection until its state says the phase is over.
-    pub async fn run_phase(&mut self, st: &RefCell<ConnState>) {
+    pub async fn run_phase(&mut self, st: &Rc<RefCell<ConnState>>) {
         match self {
             Conn::Resp(c) => c.run_phase(st).await,
+            Conn::Tern(c) => c.run_phase(st).await,
         }
     }
 }
