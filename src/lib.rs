@@ -13,5 +13,6 @@ pub mod membership;
 pub mod net;
 pub mod ring;
 pub mod runtime;
+pub mod server;
 pub mod storage;
 pub mod version;

@@ -1,2 +1,4 @@
 //! The `tern` binary: parses the command line and hands off to `tern::cli`.
-fn main() {}
+fn main() -> std::process::ExitCode {
+    tern::cli::main()
+}

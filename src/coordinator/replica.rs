@@ -1,0 +1,191 @@
+//! What a replica does with a request addressed to it: merge a record (Put), return its record
+//! (Get), or coordinate a client write (Coordinate: local update, fan-out, W acks).
+
+use bytes::Bytes;
+use tracing::debug;
+
+use super::fanout::{FanOut, Next};
+use super::store::StoreError;
+use super::Coordinator;
+use crate::runtime::clock::{Clock, Spawner};
+use crate::runtime::transport::{
+    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
+    ReplicaRequest, ReplicaResponse, Transport,
+};
+use crate::version::{Record, VersionError};
+
+use super::store::ReplicaStore;
+
+impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
+    /// Serve one request addressed to this shard (called by the net/mesh dispatch, or by the
+    /// transport's local short-circuit).
+    pub async fn handle(&self, req: ReplicaRequest) -> ReplicaResponse {
+        match req {
+            ReplicaRequest::Put { key, record } => self.apply_put(&key, record).await,
+            ReplicaRequest::Get { key } => match self.store.get(&key).await {
+                Ok(record) => ReplicaResponse::GetOk { record },
+                Err(e) => ReplicaResponse::Failed(store_failure(e)),
+            },
+            ReplicaRequest::Coordinate(c) => self.coordinate(c).await,
+        }
+    }
+
+    /// Merge a peer's record into ours; a record we already dominate is not rewritten.
+    async fn apply_put(&self, key: &Bytes, record: Record) -> ReplicaResponse {
+        if let Err(why) = record.check_invariants() {
+            return ReplicaResponse::Failed(ReplicaFailure::Invalid {
+                reason: format!("record breaks invariant: {why}"),
+            });
+        }
+        if record.is_empty() {
+            return ReplicaResponse::PutOk;
+        }
+        let res = self
+            .store
+            .update(key, |old| {
+                Ok(match old {
+                    None => Some(record),
+                    Some(o) => {
+                        let merged = Record::sync(o, &record);
+                        (merged != *o).then_some(merged)
+                    }
+                })
+            })
+            .await;
+        match res {
+            Ok(_) => ReplicaResponse::PutOk,
+            Err(e) => ReplicaResponse::Failed(store_failure(e)),
+        }
+    }
+
+    /// Coordinate a client write as a replica of its key.
+    async fn coordinate(&self, req: CoordinateRequest) -> ReplicaResponse {
+        let CoordinateRequest {
+            key,
+            value,
+            context,
+            w,
+            strict: _, // every replica is designated until sloppy quorum exists
+            timeout_ms,
+            preference,
+        } = req;
+        if !preference.contains(&self.me) {
+            return ReplicaResponse::Failed(ReplicaFailure::NotReplica);
+        }
+        let w = w as usize;
+        if w == 0 || w > preference.len() {
+            return ReplicaResponse::Failed(ReplicaFailure::Invalid {
+                reason: format!("W={w} with a preference list of {}", preference.len()),
+            });
+        }
+        let timeout = timeout_ms.min(self.cfg.max_timeout_ms);
+        let deadline = self.clock.now_ms().saturating_add(timeout);
+        let (actor, now, cap) = (self.me.node, self.clock.unix_ms(), self.cfg.max_siblings);
+        let res = self
+            .store
+            .update(&key, |old| {
+                let base = old.map_or_else(Record::empty, Clone::clone);
+                base.update(&context, actor, value, now, cap).map(Some)
+            })
+            .await;
+        let record = match res {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return ReplicaResponse::Failed(ReplicaFailure::Storage {
+                    reason: "store returned no record after a write".into(),
+                })
+            }
+            Err(e) => return ReplicaResponse::Failed(store_failure(e)),
+        };
+        // Our dot is the newest of ours: update mints one past everything we had.
+        let Some(mine) = record
+            .siblings()
+            .iter()
+            .filter(|s| s.dot.node == actor)
+            .max_by_key(|s| s.dot)
+        else {
+            return ReplicaResponse::Failed(ReplicaFailure::Storage {
+                reason: "written record lacks the new sibling".into(),
+            });
+        };
+        let (dot, history) = (mine.dot, mine.history());
+        let others: Vec<(Replica, ReplicaRequest)> = preference
+            .iter()
+            .filter(|r| **r != self.me)
+            .map(|r| {
+                let req = ReplicaRequest::Put {
+                    key: key.clone(),
+                    record: record.clone(),
+                };
+                (*r, req)
+            })
+            .collect();
+        let mut fan = FanOut::start(&self.transport, &self.clock, deadline, others);
+        let mut acked = 1usize;
+        let mut failures: Vec<(Replica, FailureReason)> = Vec::new();
+        while acked < w {
+            match fan.next().await {
+                Next::Reply(_, Ok(ReplicaResponse::PutOk)) => acked += 1,
+                Next::Reply(r, other) => failures.push((r, failure_of(other, "put"))),
+                Next::Expired | Next::Done => break,
+            }
+        }
+        if acked < w {
+            failures.extend(fan.unanswered().map(|r| (r, FailureReason::TimedOut)));
+            debug!(%dot, acked, w, "write quorum not met");
+            return ReplicaResponse::Failed(ReplicaFailure::Quorum(QuorumError {
+                op: QuorumOp::Write,
+                needed: w,
+                acked,
+                failures,
+            }));
+        }
+        if fan.unanswered().next().is_some() {
+            // Past the quorum the other replicas still get the write, until the deadline.
+            self.spawner.spawn(Box::pin(drain(fan, key)));
+        }
+        ReplicaResponse::Coordinated(PutAck {
+            dot,
+            context: history,
+            acked: u32::try_from(acked).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// Let the remaining calls of a fan-out finish (or expire), logging failures.
+async fn drain(mut fan: FanOut, key: Bytes) {
+    loop {
+        match fan.next().await {
+            Next::Reply(_, Ok(ReplicaResponse::PutOk | ReplicaResponse::GetOk { .. })) => {}
+            Next::Reply(r, other) => {
+                let why = failure_of(other, "put");
+                debug!(replica = %r, key_len = key.len(), %why, "background replica write failed");
+            }
+            Next::Expired | Next::Done => return,
+        }
+    }
+}
+
+pub(crate) fn store_failure(e: StoreError) -> ReplicaFailure {
+    match e {
+        StoreError::Rejected(VersionError::TooManySiblings { count, limit }) => {
+            ReplicaFailure::TooManySiblings { count, limit }
+        }
+        StoreError::Rejected(e) => ReplicaFailure::Invalid {
+            reason: e.to_string(),
+        },
+        StoreError::Failed { reason } => ReplicaFailure::Storage { reason },
+    }
+}
+
+/// The failure reason of a reply that is not the expected success.
+pub(crate) fn failure_of(
+    reply: Result<ReplicaResponse, crate::runtime::transport::TransportError>,
+    request: &'static str,
+) -> FailureReason {
+    match reply {
+        Err(e) => FailureReason::Transport(e),
+        Ok(ReplicaResponse::Failed(f)) => FailureReason::Replica(Box::new(f)),
+        Ok(_) => FailureReason::Replica(Box::new(ReplicaFailure::UnexpectedResponse { request })),
+    }
+}

@@ -1,0 +1,312 @@
+//! One accepted connection: hello, then a read loop that splits frames, verifies them and spawns
+//! a task per request (pipelining: answers go out in completion order, matched by request id),
+//! and a writer task that batches encoded answers into as few writes as possible.
+//!
+//! Bounds: at most `max_inflight` requests of one connection run at once (the read loop waits
+//! for a permit, so a client that pipelines more simply stops being read); the hello must
+//! arrive within [`HELLO_TIMEOUT`]; the reader pauses while more than [`WRITE_HIGH_WATER`] bytes
+//! of answers wait for the client to read them.
+//!
+//! Bad input never takes the server down: a frame that fails verification is answered with an
+//! error (with its request id when it could be read) and the connection continues; a frame
+//! header over the limit or a truncated stream closes this connection only.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+
+use crate::net::handshake::{answer_hello, CLIENT_HELLO_LEN};
+use crate::net::{
+    decode_frame, ClientRequest, ClientResponse, Encoder, Envelope, ErrorCode, FrameDecoder,
+    Limits, Message, NetError, ReplicaRequestWire, ReplicaResponseWire, WireError,
+};
+
+/// Time a new connection has to send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers buffered for a slow reader before we stop reading its requests.
+pub const WRITE_HIGH_WATER: usize = 8 << 20;
+/// Bytes read from the socket per read call.
+const READ_CHUNK: usize = 64 << 10;
+
+/// What the connection layer hands requests to (the server's shard, or a test stub).
+#[allow(async_fn_in_trait)]
+pub trait Dispatch: 'static {
+    async fn client(&self, req: ClientRequest) -> Result<ClientResponse, WireError>;
+    /// `shard`: the frame's target shard (replica messages name the owning shard).
+    async fn replica(
+        &self,
+        shard: Option<u16>,
+        req: ReplicaRequestWire,
+    ) -> Result<ReplicaResponseWire, WireError>;
+}
+
+/// Per-connection settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub net: Limits,
+    pub max_inflight: usize,
+}
+
+/// Outgoing side shared by the request tasks and the writer.
+struct Out {
+    buf: RefCell<Vec<u8>>,
+    encoder: RefCell<Encoder>,
+    /// Wakes the writer (capacity 1: a pending wake-up is enough).
+    wake: LocalSender<()>,
+    /// Wakes a reader waiting for the buffer to drain.
+    drained: LocalSender<()>,
+    closed: Cell<bool>,
+}
+
+impl Out {
+    fn push(&self, env: &Envelope) {
+        if self.closed.get() {
+            return;
+        }
+        let mut enc = self.encoder.borrow_mut();
+        let mut buf = self.buf.borrow_mut();
+        if let Err(e) = enc.encode_into(env, &mut buf) {
+            // The answer itself breaks a limit (e.g. siblings of large values exceed a frame):
+            // tell the client instead of sending nothing.
+            let err = Envelope::new(
+                env.request_id,
+                Message::Error(WireError::new(
+                    e.code(),
+                    format!("the answer could not be sent: {e}"),
+                )),
+            );
+            if let Err(e2) = enc.encode_into(&err, &mut buf) {
+                tracing::error!(error = %e2, "cannot encode an error answer");
+            }
+        }
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// Serves one connection until the peer closes it, it breaks the protocol, or `stop` resolves
+/// (then in-flight requests are finished and answered before returning).
+pub async fn serve_conn<D, S>(stream: TcpStream, dispatch: Rc<D>, limits: ConnLimits, stop: S)
+where
+    D: Dispatch,
+    S: Future<Output = ()>,
+{
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let _ = stream.set_nodelay(true);
+    let mut stream = stream;
+    if let Err(e) = handshake(&mut stream, &limits).await {
+        tracing::debug!(%peer, error = %e, "connection refused at hello");
+        let _ = stream.close().await;
+        return;
+    }
+    // A second handle on the same socket for the writer, so a pending read never blocks a write
+    // and neither side needs a lock or a RefCell borrow across an await.
+    let wstream = match dup_stream(&stream) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot duplicate the socket; closing");
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    let (wake_tx, wake_rx) = local_channel::new_bounded(1);
+    let (drained_tx, drained_rx) = local_channel::new_bounded(1);
+    let out = Rc::new(Out {
+        buf: RefCell::new(Vec::with_capacity(16 << 10)),
+        encoder: RefCell::new(Encoder::new(limits.net)),
+        wake: wake_tx,
+        drained: drained_tx,
+        closed: Cell::new(false),
+    });
+    let writer = glommio::spawn_local(write_loop(wstream, out.clone(), wake_rx)).detach();
+    let permits = Rc::new(Semaphore::new(limits.max_inflight.max(1) as u64));
+    let reason = futures_lite::future::or(
+        read_loop(&mut stream, &dispatch, &out, &permits, limits, &drained_rx),
+        async {
+            stop.await;
+            "shutting down".to_owned()
+        },
+    )
+    .await;
+    tracing::debug!(%peer, %reason, "connection read side done");
+    // Let every running request finish (each is bounded by its own deadline) and be answered.
+    let _ = permits.acquire(limits.max_inflight.max(1) as u64).await;
+    out.closed.set(true);
+    let _ = out.wake.try_send(());
+    let _ = writer.await;
+    let _ = stream.close().await;
+}
+
+pub(crate) fn dup_stream(stream: &TcpStream) -> std::io::Result<TcpStream> {
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+    // SAFETY: dup of a descriptor we own; the new descriptor is owned by the returned stream.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh, valid socket descriptor not owned by anything else.
+    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+}
+
+async fn handshake(stream: &mut TcpStream, limits: &ConnLimits) -> Result<(), NetError> {
+    let mut hello = [0u8; CLIENT_HELLO_LEN];
+    let read = stream.read_exact(&mut hello);
+    let timed = glommio::timer::timeout(HELLO_TIMEOUT, async { Ok(read.await) }).await;
+    match timed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(NetError::Io(e)),
+        Err(_) => {
+            return Err(NetError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no hello within 10 s",
+            )))
+        }
+    }
+    let (reply, verdict) = answer_hello(&hello, limits.net.max_frame_len);
+    stream
+        .write_all(&reply.encode())
+        .await
+        .map_err(NetError::Io)?;
+    verdict.map(|_| ())
+}
+
+async fn read_loop<D: Dispatch>(
+    stream: &mut TcpStream,
+    dispatch: &Rc<D>,
+    out: &Rc<Out>,
+    permits: &Rc<Semaphore>,
+    limits: ConnLimits,
+    drained: &LocalReceiver<()>,
+) -> String {
+    let mut decoder = FrameDecoder::new(limits.net.max_frame_len);
+    loop {
+        // Drain every complete frame before reading more.
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost (oversize or empty header): answer, then close.
+                    out.push(&error_env(0, e.code(), e.to_string()));
+                    return format!("framing error: {e}");
+                }
+            };
+            let env = match decode_frame(&frame, &limits.net) {
+                Ok(env) => env,
+                Err(fail) => {
+                    let id = fail.request_id.unwrap_or(0);
+                    out.push(&error_env(id, fail.error.code(), fail.error.to_string()));
+                    continue;
+                }
+            };
+            while out.buf.borrow().len() > WRITE_HIGH_WATER {
+                if drained.recv().await.is_none() {
+                    return "writer closed".into();
+                }
+            }
+            let Ok(permit) = permits.acquire_static_permit(1).await else {
+                return "closing".into();
+            };
+            let id = env.request_id;
+            match env.message {
+                Message::Request(req) => {
+                    let (d, o) = (dispatch.clone(), out.clone());
+                    glommio::spawn_local(async move {
+                        let msg = match d.client(req).await {
+                            Ok(resp) => Message::Response(resp),
+                            Err(e) => Message::Error(e),
+                        };
+                        o.push(&Envelope::new(id, msg));
+                        drop(permit);
+                    })
+                    .detach();
+                }
+                Message::Replica(req) => {
+                    let (d, o) = (dispatch.clone(), out.clone());
+                    let shard = env.target_shard;
+                    glommio::spawn_local(async move {
+                        let msg = match d.replica(shard, req).await {
+                            Ok(resp) => Message::ReplicaReply(resp),
+                            Err(e) => Message::Error(e),
+                        };
+                        o.push(&Envelope::new(id, msg));
+                        drop(permit);
+                    })
+                    .detach();
+                }
+                other => {
+                    drop(permit);
+                    let kind = match other {
+                        Message::Response(_) => "a response",
+                        Message::ReplicaReply(_) => "a replica reply",
+                        _ => "an error",
+                    };
+                    out.push(&error_env(
+                        id,
+                        ErrorCode::BadRequest,
+                        format!("a server accepts requests, not {kind}"),
+                    ));
+                }
+            }
+        }
+        let n = {
+            let slot = decoder.read_slot(READ_CHUNK);
+            match stream.read(slot).await {
+                Ok(n) => {
+                    decoder.commit(READ_CHUNK, n);
+                    n
+                }
+                Err(e) => {
+                    decoder.commit(READ_CHUNK, 0);
+                    return format!("read error: {e}");
+                }
+            }
+        };
+        if n == 0 {
+            return match decoder.finish() {
+                Ok(()) => "peer closed".into(),
+                Err(e) => format!("peer closed: {e}"),
+            };
+        }
+    }
+}
+
+async fn write_loop(mut stream: TcpStream, out: Rc<Out>, wake: LocalReceiver<()>) {
+    let mut spare = Vec::with_capacity(16 << 10);
+    loop {
+        if out.buf.borrow().is_empty() {
+            if out.closed.get() {
+                break;
+            }
+            if wake.recv().await.is_none() {
+                break;
+            }
+            continue;
+        }
+        std::mem::swap(&mut *out.buf.borrow_mut(), &mut spare);
+        let _ = out.drained.try_send(());
+        let res = stream.write_all(&spare).await;
+        spare.clear();
+        if spare.capacity() > (1 << 20) {
+            spare.shrink_to(16 << 10);
+        }
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "write failed; dropping the connection's answers");
+            out.closed.set(true);
+            break;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+fn error_env(id: u64, code: ErrorCode, message: String) -> Envelope {
+    Envelope::new(id, Message::Error(WireError::new(code, message)))
+}
