@@ -120,6 +120,9 @@ pub struct RunArgs {
     /// First write every key once (not measured in the run's figures).
     #[arg(long)]
     pub load: bool,
+    /// Added to every key index: keys are key:<offset + i> (disjoint key sets per run).
+    #[arg(long, default_value_t = 0)]
+    pub key_offset: u64,
     /// Only run the load phase (implies --load).
     #[arg(long)]
     pub load_only: bool,
@@ -267,8 +270,10 @@ impl RunArgs {
                 "--pipeline and --load-pipeline must be within 1..=4096",
             ));
         }
-        if self.keys == 0 || self.keys >= MAX_KEYS {
-            return Err(invalid(format!("--keys must be within 1..{MAX_KEYS}")));
+        if self.keys == 0 || self.keys.saturating_add(self.key_offset) >= MAX_KEYS {
+            return Err(invalid(format!(
+                "--keys + --key-offset must stay below {MAX_KEYS}"
+            )));
         }
         if let Some(r) = self.rate {
             if !(r > 0.0 && r.is_finite()) {
@@ -327,6 +332,7 @@ impl RunArgs {
             load: self.load || self.load_only,
             load_only: self.load_only,
             server_pid: self.server_pid,
+            key_offset: self.key_offset,
             tern_opts: tern::client::OpOptions {
                 r: quorum("--r", self.r.as_deref())?,
                 w: quorum("--w", self.w.as_deref())?,
@@ -361,6 +367,7 @@ impl RunArgs {
         put("read_ratio", cfg.mix.read_ratio.to_string());
         put("delete_ratio", cfg.mix.delete_ratio.to_string());
         put("keys", cfg.keys.to_string());
+        put("key_offset", cfg.key_offset.to_string());
         put("dist", format!("{:?}", cfg.dist).to_lowercase());
         put("value_size", self.value_size.clone());
         put(

@@ -155,6 +155,9 @@ pub enum Outcome<'a> {
     Done,
     /// A read answered: `Some(value)` or not found.
     Value(Option<&'a [u8]>),
+    /// A read answered with several concurrent versions (tern siblings); under `--verify` it
+    /// passes if any of them is what this connection last wrote.
+    Siblings(&'a [bytes::Bytes]),
     /// The request failed; the text is its error kind for the report.
     Failed(&'a str),
 }
@@ -250,6 +253,8 @@ pub struct ConnState {
     started_measured: u64,
     load_next: u64,
     verify: Option<Vec<KeyState>>,
+    /// Added to key indexes when formatting keys, so runs can use disjoint key ranges.
+    pub key_offset: u64,
 }
 
 impl ConnState {
@@ -285,6 +290,7 @@ impl ConnState {
             started_measured: 0,
             load_next: conn,
             verify,
+            key_offset: 0,
         }
     }
 
@@ -381,7 +387,7 @@ impl ConnState {
         let mut op = PlannedOp {
             kind,
             key_idx,
-            key: format_key(key_idx),
+            key: format_key(key_idx + self.key_offset),
             stamp: 0,
             intended,
             measured,
@@ -454,6 +460,10 @@ impl ConnState {
             Outcome::Value(got) if op.kind == OpKind::Get => {
                 mismatch = self.verify.is_some() && !self.check_read(op, got);
             }
+            Outcome::Siblings(vs) if op.kind == OpKind::Get => {
+                mismatch =
+                    self.verify.is_some() && !vs.iter().any(|v| self.check_read(op, Some(v)));
+            }
             _ => {}
         }
         let mut st = self.stats.borrow_mut();
@@ -480,6 +490,10 @@ impl ConnState {
                 target.misses += 1;
             }
             Outcome::Value(Some(_)) | Outcome::Done => target.ok += 1,
+            Outcome::Siblings(_) => {
+                target.ok += 1;
+                target.sibling_reads += 1;
+            }
         }
         if mismatch {
             // Keys are ASCII by construction.
@@ -617,6 +631,20 @@ mod tests {
         let get = s.plan(OpKind::Get, k, now, true);
         s.complete(&get, Outcome::Value(None), now);
         assert_eq!(s.stats.borrow().ops[0].mismatches, 2);
+        // Siblings pass when one of them is the last acknowledged write, and are counted.
+        let put = s.plan(OpKind::Put, k, now, true);
+        s.complete(&put, Outcome::Done, now);
+        let mut fresh = Vec::new();
+        s.values.write(k, put.stamp, &mut fresh);
+        let get = s.plan(OpKind::Get, k, now, true);
+        let both = [bytes::Bytes::from(v.clone()), bytes::Bytes::from(fresh)];
+        s.complete(&get, Outcome::Siblings(&both), now);
+        assert_eq!(s.stats.borrow().ops[0].mismatches, 2);
+        let stale = [bytes::Bytes::from(v.clone()), bytes::Bytes::from(v)];
+        s.complete(&get, Outcome::Siblings(&stale), now);
+        let st = s.stats.borrow();
+        assert_eq!(st.ops[0].mismatches, 3);
+        assert_eq!(st.ops[0].sibling_reads, 2);
     }
 
     #[test]

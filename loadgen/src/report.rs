@@ -46,6 +46,9 @@ pub struct OpReport {
     pub curve: Vec<(f64, f64)>,
     pub verify_mismatches: u64,
     pub mismatched_keys: Vec<String>,
+    /// Reads answered with several concurrent versions (tern).
+    #[serde(default)]
+    pub sibling_reads: u64,
 }
 
 /// A whole run.
@@ -84,6 +87,7 @@ fn op_report(name: &str, s: &OpStats, secs: f64) -> OpReport {
         curve: curve(&s.hist),
         verify_mismatches: s.mismatches,
         mismatched_keys: s.mismatch_keys.clone(),
+        sibling_reads: s.sibling_reads,
     }
 }
 
@@ -181,6 +185,9 @@ impl RunReport {
         for r in self.ops.iter().chain(self.load.iter()) {
             for (k, v) in &r.errors {
                 let _ = writeln!(o, "  {} error x{v}: {k}", r.op);
+            }
+            if r.sibling_reads > 0 {
+                let _ = writeln!(o, "  {} reads with siblings: {}", r.op, r.sibling_reads);
             }
             if r.verify_mismatches > 0 {
                 let _ = writeln!(

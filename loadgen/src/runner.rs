@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub load_only: bool,
     /// A server process whose CPU time is sampled over the measured phase.
     pub server_pid: Option<u32>,
+    /// Added to every key index (disjoint key ranges per run).
+    pub key_offset: u64,
     /// R, W and strict for tern requests.
     pub tern_opts: tern::client::OpOptions,
 }
@@ -247,6 +249,8 @@ async fn core_main(a: CoreArgs) -> CoreResult {
             cfg.verify,
             idle,
         );
+        let mut st = st;
+        st.key_offset = cfg.key_offset;
         let params = cfg.params.clone();
         let proto = cfg.protocol;
         let ts = tern_setup.clone();

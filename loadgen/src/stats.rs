@@ -70,6 +70,8 @@ pub struct OpStats {
     /// Reads whose value differed from the last acknowledged write (`--verify`).
     pub mismatches: u64,
     pub mismatch_keys: Vec<String>,
+    /// Reads answered with more than one concurrent version.
+    pub sibling_reads: u64,
 }
 
 impl Default for OpStats {
@@ -80,6 +82,7 @@ impl Default for OpStats {
             misses: 0,
             errors: BTreeMap::new(),
             mismatches: 0,
+            sibling_reads: 0,
             mismatch_keys: Vec::new(),
         }
     }
@@ -118,6 +121,7 @@ impl OpStats {
             *self.errors.entry(k.clone()).or_insert(0) += v;
         }
         self.mismatches += other.mismatches;
+        self.sibling_reads += other.sibling_reads;
         for k in &other.mismatch_keys {
             if self.mismatch_keys.len() < MAX_MISMATCH_KEYS {
                 self.mismatch_keys.push(k.clone());

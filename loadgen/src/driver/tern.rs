@@ -200,12 +200,24 @@ async fn worker(link: Rc<Link>, st: Rc<RefCell<ConnState>>, setup: TernSetup) {
                     None
                 }
                 Ok(Some(g)) => {
-                    // The first live sibling stands for the read (under --verify each key has
-                    // one writer, so there is one); all tombstones read as "not found".
-                    let v = g.live().next().map(|s| s.value.clone());
-                    st.borrow_mut()
-                        .complete(&op, Outcome::Value(v.as_deref()), now);
-                    setup.contexts.borrow_mut().insert(op.key_idx, g.context);
+                    // All tombstones read as "not found"; several live versions are siblings.
+                    let mut live = g.live();
+                    let first_two = (live.next(), live.next());
+                    match first_two {
+                        (None, _) => st.borrow_mut().complete(&op, Outcome::Value(None), now),
+                        (Some(v), None) => {
+                            st.borrow_mut()
+                                .complete(&op, Outcome::Value(Some(&v.value)), now)
+                        }
+                        _ => {
+                            let vs: Vec<Bytes> = g.live().map(|s| s.value.clone()).collect();
+                            st.borrow_mut().complete(&op, Outcome::Siblings(&vs), now);
+                        }
+                    }
+                    setup
+                        .contexts
+                        .borrow_mut()
+                        .insert(op.key_idx, g.context.clone());
                     None
                 }
                 Err(e) => Some(e),
