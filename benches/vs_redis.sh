@@ -9,7 +9,7 @@
 # (about 4-5 minutes with the defaults on a 2-core machine).
 #
 # Environment knobs (defaults in brackets):
-#   GEN_CPU [0]  SRV_CPU [1]  CONNS [50]  REQUESTS [200000]  CAP_S [8] (time cap per closed run)
+#   GEN_CPU [0]  SRV_CPU [1]  CONNS [50]  REQUESTS [200000]  CAP_S [5] (time cap per closed run)
 #   KEYS [100000]  OPEN_RATE [20000]  OPEN_S [20]  PORT_BASE [30400]  OUT [benches/results]
 #   SERVERS ["redis-none redis-everysec redis-always tern-1 tern-2"]
 #   QUICK=1 shrinks everything for a smoke test (seconds instead of minutes).
@@ -21,7 +21,7 @@ GEN_CPU=${GEN_CPU:-0}
 SRV_CPU=${SRV_CPU:-1}
 CONNS=${CONNS:-50}
 REQUESTS=${REQUESTS:-200000}
-CAP_S=${CAP_S:-8}
+CAP_S=${CAP_S:-5}
 KEYS=${KEYS:-100000}
 OPEN_RATE=${OPEN_RATE:-20000}
 OPEN_S=${OPEN_S:-20}

@@ -23,6 +23,8 @@ use std::time::Instant;
 
 /// Keys are `key:` + 12 zero-padded decimal digits, like redis-benchmark's.
 pub const KEY_LEN: usize = 16;
+/// Error kind of open-loop requests that were due before the deadline but never sent.
+pub const UNSENT: &str = "unsent: due before the end but the connection was still busy";
 /// Stamp flag marking a delete in the verify map.
 const DELETED: u64 = 1 << 63;
 /// Bytes of the value that carry the write's stamp.
@@ -361,12 +363,45 @@ impl ConnState {
                 if t >= self.limits.deadline {
                     return Next::Done;
                 }
+                if now >= self.limits.deadline {
+                    self.give_up_backlog(now);
+                    return Next::Done;
+                }
                 if t > now {
                     return Next::Wait(t);
                 }
                 s.take()
             }
         };
+        self.plan_run_op(intended)
+    }
+
+    /// Open loop past the deadline: the slots that were due but never sent (the server, or
+    /// this generator, could not keep up with the rate) are not sent late, which would stretch
+    /// the run without bound; each is recorded as failed "unsent" with its latency so far, so
+    /// the tail still shows them.
+    fn give_up_backlog(&mut self, now: Instant) {
+        loop {
+            let Pacing::Open(s) = &mut self.pacing else {
+                return;
+            };
+            if s.peek() >= self.limits.deadline {
+                return;
+            }
+            if let Some(q) = self.limits.quota {
+                if self.started_measured >= q {
+                    return;
+                }
+            }
+            let intended = s.take();
+            let op = self.plan_run_op(intended);
+            if let Next::Op(op) = op {
+                self.complete(&op, Outcome::Failed(UNSENT), now);
+            }
+        }
+    }
+
+    fn plan_run_op(&mut self, intended: Instant) -> Next {
         let measured = intended >= self.limits.warmup_end;
         if measured {
             self.started_measured += 1;
@@ -681,10 +716,23 @@ mod tests {
             h.max()
         );
         drop(st);
-        let mut n = 1;
-        while let Next::Op(_) = s.next(t0 + Duration::from_secs(5)) {
-            n += 1;
-        }
-        assert_eq!(n, 10, "1 s at 10 ops/s per connection");
+        // Past the deadline nothing more is sent: the 9 remaining due slots are recorded as
+        // unsent failures, with their latency so far.
+        let end = t0 + Duration::from_secs(5);
+        assert!(matches!(s.next(end), Next::Done));
+        let st = s.stats.borrow();
+        let unsent: u64 = st
+            .ops
+            .iter()
+            .map(|o| o.errors.get(UNSENT).copied().unwrap_or(0))
+            .sum();
+        assert_eq!(unsent, 9, "1 s at 10 ops/s per connection, 1 sent");
+        let recorded: u64 = st.ops.iter().map(|o| o.hist.len()).sum();
+        assert_eq!(recorded, 10);
+        let max = st.ops.iter().map(|o| o.hist.max()).max().unwrap();
+        assert!(
+            max >= 4_000_000_000,
+            "unsent latency runs to the give-up time: {max}"
+        );
     }
 }

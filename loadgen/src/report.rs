@@ -82,7 +82,8 @@ fn op_report(name: &str, s: &OpStats, secs: f64) -> OpReport {
         ok: s.ok,
         misses: s.misses,
         errors: s.errors.clone(),
-        ops_per_sec: if secs > 0.0 { count as f64 / secs } else { 0.0 },
+        // Throughput counts answered requests only; failures are in `errors`.
+        ops_per_sec: if secs > 0.0 { s.ok as f64 / secs } else { 0.0 },
         latency: percentiles(&s.hist),
         curve: curve(&s.hist),
         verify_mismatches: s.mismatches,
@@ -100,6 +101,7 @@ impl RunReport {
             .map(|k| op_report(k.name(), &r.ops[k.index()], secs))
             .collect();
         let total: u64 = ops.iter().map(|o| o.count).sum();
+        let ok: u64 = ops.iter().map(|o| o.ok).sum();
         let errors: u64 = r.ops.iter().map(OpStats::error_count).sum();
         let cpu = (r.cpu_user + r.cpu_sys).as_secs_f64();
         RunReport {
@@ -108,7 +110,7 @@ impl RunReport {
             measured_secs: secs,
             total_requests: total,
             total_errors: errors,
-            ops_per_sec: if secs > 0.0 { total as f64 / secs } else { 0.0 },
+            ops_per_sec: if secs > 0.0 { ok as f64 / secs } else { 0.0 },
             ops,
             load: r
                 .load
@@ -330,6 +332,7 @@ mod tests {
     fn json_roundtrip_and_table() {
         let rep = RunReport::build("redis|x".into(), BTreeMap::new(), &result());
         assert_eq!(rep.total_requests, 1000);
+        // 1000 answered + 1 failed request over 2 s: throughput counts the answered ones.
         assert!((rep.ops_per_sec - 500.0).abs() < 1e-9);
         assert!((rep.cpu_us_per_request - 4.0).abs() < 1e-9);
         assert!((rep.server_cpu_us_per_request.unwrap() - 10.0).abs() < 1e-9);
