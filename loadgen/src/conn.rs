@@ -126,6 +126,9 @@ pub struct CoreStats {
     pub tick_errors: u64,
     /// Completion time of the last measured request.
     pub last_completion: Option<Instant>,
+    /// Open loop: how late each measured request was handed to the driver after its intended
+    /// start (the generator's own lag: a busy connection, or a late timer wake-up).
+    pub send_lag: Histogram<u64>,
 }
 
 impl Default for CoreStats {
@@ -137,6 +140,7 @@ impl Default for CoreStats {
             tick_ops: 0,
             tick_errors: 0,
             last_completion: None,
+            send_lag: crate::stats::new_hist(),
         }
     }
 }
@@ -370,7 +374,12 @@ impl ConnState {
                 if t > now {
                     return Next::Wait(t);
                 }
-                s.take()
+                let t = s.take();
+                if t >= self.limits.warmup_end {
+                    let lag = now.saturating_duration_since(t).as_nanos() as u64;
+                    record_ns(&mut self.stats.borrow_mut().send_lag, lag);
+                }
+                t
             }
         };
         self.plan_run_op(intended)

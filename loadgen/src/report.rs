@@ -72,6 +72,10 @@ pub struct RunReport {
     /// CPU of `--server-pid` over the measured phase, per measured request, microseconds.
     #[serde(default)]
     pub server_cpu_us_per_request: Option<f64>,
+    /// Open loop: how late requests left after their intended start (generator-side lag,
+    /// included in the latencies above).
+    #[serde(default)]
+    pub send_lag: Option<Percentiles>,
 }
 
 fn op_report(name: &str, s: &OpStats, secs: f64) -> OpReport {
@@ -129,6 +133,7 @@ impl RunReport {
                 .server_cpu
                 .filter(|_| total > 0)
                 .map(|c| c.as_secs_f64() * 1e6 / total as f64),
+            send_lag: (!r.send_lag.is_empty()).then(|| percentiles(&r.send_lag)),
         }
     }
 
@@ -209,6 +214,13 @@ impl RunReport {
             "loadgen CPU: {:.2} us/request (user {:.2} s + sys {:.2} s)",
             self.cpu_us_per_request, self.cpu_user_secs, self.cpu_sys_secs
         );
+        if let Some(l) = &self.send_lag {
+            let _ = writeln!(
+                o,
+                "open-loop send lag (us, part of the latencies): p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                l.p50_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
         if let Some(c) = self.server_cpu_us_per_request {
             let _ = writeln!(o, "server CPU: {c:.2} us/request");
         }
@@ -325,6 +337,7 @@ mod tests {
             cpu_sys: Duration::from_millis(1),
             connect_errors: BTreeMap::new(),
             server_cpu: Some(Duration::from_millis(10)),
+            send_lag: crate::stats::new_hist(),
         }
     }
 

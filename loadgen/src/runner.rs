@@ -72,6 +72,7 @@ pub struct CoreResult {
     pub cpu_sys: Duration,
     pub connect_errors: BTreeMap<String, u64>,
     pub server_cpu: Option<Duration>,
+    pub send_lag: Histogram<u64>,
 }
 
 /// All cores merged.
@@ -87,6 +88,8 @@ pub struct RunResult {
     pub connect_errors: BTreeMap<String, u64>,
     /// CPU time (user + system) of `--server-pid` over the measured phase.
     pub server_cpu: Option<Duration>,
+    /// Open loop: lag of each send behind its intended start.
+    pub send_lag: Histogram<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -309,6 +312,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
             cpu_sys: Duration::ZERO,
             connect_errors,
             server_cpu: None,
+            send_lag: st.send_lag,
         };
     }
     // Sampled by one core only, outside the measured window's hot path.
@@ -353,6 +357,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         cpu_sys: s1.saturating_sub(s0),
         connect_errors,
         server_cpu: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
+        send_lag: st.send_lag,
     }
 }
 
@@ -444,7 +449,9 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
     let (mut cu, mut cs) = (Duration::ZERO, Duration::ZERO);
     let mut connect_errors = BTreeMap::new();
     let mut server_cpu = None;
+    let mut send_lag = new_hist();
     for r in results {
+        let _ = send_lag.add(&r.send_lag);
         server_cpu = server_cpu.or(r.server_cpu);
         for (a, b) in ops.iter_mut().zip(&r.ops) {
             a.merge(b);
@@ -474,6 +481,7 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
         cpu_sys: cs,
         connect_errors,
         server_cpu,
+        send_lag,
     }
 }
 
