@@ -162,6 +162,10 @@ pub struct RunArgs {
     /// Sample this server process's CPU time (/proc/PID/stat) over the measured phase.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Microseconds an idle executor spins before it sleeps: lower open-loop send lag (late
+    /// timer wake-ups) for more generator CPU. 0 = never spin.
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
     /// No per-second progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -333,6 +337,7 @@ impl RunArgs {
             load_only: self.load_only,
             server_pid: self.server_pid,
             key_offset: self.key_offset,
+            spin: (self.spin_us > 0).then(|| Duration::from_micros(self.spin_us.min(10_000))),
             tern_opts: tern::client::OpOptions {
                 r: quorum("--r", self.r.as_deref())?,
                 w: quorum("--w", self.w.as_deref())?,

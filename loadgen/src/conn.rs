@@ -25,6 +25,8 @@ use std::time::Instant;
 pub const KEY_LEN: usize = 16;
 /// Error kind of open-loop requests that were due before the deadline but never sent.
 pub const UNSENT: &str = "unsent: due before the end but the connection was still busy";
+/// Draws of a key not already in flight on the connection, under `--verify`.
+const VERIFY_REDRAWS: usize = 16;
 /// Stamp flag marking a delete in the verify map.
 const DELETED: u64 = 1 << 63;
 /// Bytes of the value that carry the write's stamp.
@@ -261,6 +263,8 @@ pub struct ConnState {
     verify: Option<Vec<KeyState>>,
     /// Added to key indexes when formatting keys, so runs can use disjoint key ranges.
     pub key_offset: u64,
+    /// Under verify: keys of the requests in flight (at most the pipeline depth).
+    in_flight_keys: Vec<u64>,
 }
 
 impl ConnState {
@@ -297,6 +301,7 @@ impl ConnState {
             load_next: conn,
             verify,
             key_offset: 0,
+            in_flight_keys: Vec::new(),
         }
     }
 
@@ -416,14 +421,27 @@ impl ConnState {
             self.started_measured += 1;
         }
         let r: f64 = self.rng.gen();
-        let (kind, k) = if r < self.mix.read_ratio {
-            (OpKind::Get, self.dist.next_read(&mut self.rng))
+        let kind = if r < self.mix.read_ratio {
+            OpKind::Get
         } else if r < self.mix.read_ratio + self.mix.delete_ratio {
-            (OpKind::Delete, self.dist.next_write(&mut self.rng))
+            OpKind::Delete
         } else {
-            (OpKind::Put, self.dist.next_write(&mut self.rng))
+            OpKind::Put
         };
-        let k = self.own_key(k);
+        // Under verify, two requests of one connection in flight on the same key would be
+        // concurrent writes (siblings, a write surviving a delete that did not see it), which a
+        // single expected value cannot judge: draw again, a bounded number of times.
+        let mut k = 0;
+        for _ in 0..VERIFY_REDRAWS {
+            k = match kind {
+                OpKind::Get => self.dist.next_read(&mut self.rng),
+                _ => self.dist.next_write(&mut self.rng),
+            };
+            k = self.own_key(k);
+            if !self.in_flight_keys.contains(&k) {
+                break;
+            }
+        }
         Next::Op(self.plan(kind, k, intended, measured))
     }
 
@@ -437,6 +455,9 @@ impl ConnState {
             measured,
             expect: Expect::default(),
         };
+        if self.verify.is_some() {
+            self.in_flight_keys.push(key_idx);
+        }
         match kind {
             OpKind::Get => {
                 if let Some(s) = self.slot(key_idx) {
@@ -487,6 +508,9 @@ impl ConnState {
     pub fn complete(&mut self, op: &PlannedOp, outcome: Outcome<'_>, now: Instant) {
         let ns = now.saturating_duration_since(op.intended).as_nanos() as u64;
         let mut mismatch = false;
+        if let Some(i) = self.in_flight_keys.iter().position(|&k| k == op.key_idx) {
+            self.in_flight_keys.swap_remove(i);
+        }
         match outcome {
             Outcome::Done if op.kind != OpKind::Get => {
                 let mark = if op.kind == OpKind::Delete {

@@ -55,6 +55,8 @@ pub struct RunConfig {
     pub server_pid: Option<u32>,
     /// Added to every key index (disjoint key ranges per run).
     pub key_offset: u64,
+    /// Busy-wait this long before an idle executor sleeps (less wake-up lag, more CPU).
+    pub spin: Option<Duration>,
     /// R, W and strict for tern requests.
     pub tern_opts: tern::client::OpOptions,
 }
@@ -418,8 +420,11 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
             tx: tx.clone(),
             barrier: barrier.clone(),
         };
-        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name("loadgen")
+        let mut b = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name("loadgen");
+        if let Some(spin) = cfg.spin {
+            b = b.spin_before_park(spin);
+        }
+        let h = b
             .spawn(move || core_main(args))
             .map_err(|e| RunError::Executor {
                 cpu,
