@@ -51,6 +51,9 @@ pub struct PlotArgs {
     /// Plot title.
     #[arg(long, default_value = "latency by percentile")]
     pub title: String,
+    /// Latency axis: auto (log when runs differ by orders of magnitude), linear or log.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub y_scale: plot::YScale,
     /// JSON result files.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -411,7 +414,8 @@ pub fn run_load(a: &RunArgs) -> Result<ExitCode, ArgError> {
         report::write_hgrm(d, &result)?;
     }
     if let Some(p) = &a.plot {
-        let svg = plot::render(&rep.label, &plot::series_of(std::slice::from_ref(&rep)));
+        let series = plot::series_of(std::slice::from_ref(&rep));
+        let svg = plot::render(&rep.label, &series, plot::YScale::Auto);
         std::fs::write(p, svg).map_err(|source| report::ReportError::Write {
             path: p.clone(),
             source,
@@ -451,7 +455,7 @@ pub fn run_plot(p: &PlotArgs) -> Result<ExitCode, ArgError> {
         .iter()
         .map(|f| RunReport::read_json(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let svg = plot::render(&p.title, &plot::series_of(&reports));
+    let svg = plot::render(&p.title, &plot::series_of(&reports), p.y_scale);
     std::fs::write(&p.out, svg).map_err(|source| report::ReportError::Write {
         path: p.out.clone(),
         source,
