@@ -68,7 +68,8 @@ pub struct CoreResult {
     pub load: OpStats,
     pub load_elapsed: Duration,
     pub warmup_end: Instant,
-    pub deadline: Instant,
+    /// When this core's connections were all done.
+    pub ended: Instant,
     pub last_completion: Option<Instant>,
     pub cpu_user: Duration,
     pub cpu_sys: Duration,
@@ -308,7 +309,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
             load: st.load,
             load_elapsed,
             warmup_end: now,
-            deadline: now,
+            ended: now,
             last_completion: None,
             cpu_user: Duration::ZERO,
             cpu_sys: Duration::ZERO,
@@ -353,7 +354,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         load: st.load,
         load_elapsed,
         warmup_end: limits.warmup_end,
-        deadline: limits.deadline,
+        ended: Instant::now(),
         last_completion: st.last_completion,
         cpu_user: u1.saturating_sub(u0),
         cpu_sys: s1.saturating_sub(s0),
@@ -450,7 +451,7 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
     let mut load_elapsed = Duration::ZERO;
     let mut warmup_end: Option<Instant> = None;
     let mut end: Option<Instant> = None;
-    let mut deadline: Option<Instant> = None;
+    let mut ended: Option<Instant> = None;
     let (mut cu, mut cs) = (Duration::ZERO, Duration::ZERO);
     let mut connect_errors = BTreeMap::new();
     let mut server_cpu = None;
@@ -464,7 +465,7 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
         load_stats.merge(&r.load);
         load_elapsed = load_elapsed.max(r.load_elapsed);
         warmup_end = Some(warmup_end.map_or(r.warmup_end, |w| w.min(r.warmup_end)));
-        deadline = Some(deadline.map_or(r.deadline, |d| d.max(r.deadline)));
+        ended = Some(ended.map_or(r.ended, |d| d.max(r.ended)));
         if let Some(l) = r.last_completion {
             end = Some(end.map_or(l, |e| e.max(l)));
         }
@@ -474,7 +475,8 @@ fn merge(results: Vec<CoreResult>, load: bool) -> RunResult {
             *connect_errors.entry(k).or_insert(0) += v;
         }
     }
-    let measured = match (warmup_end, end.or(deadline)) {
+    // Up to the last measured answer; a run with none (nothing connected) measured nothing.
+    let measured = match (warmup_end, end.or(ended)) {
         (Some(w), Some(e)) => e.saturating_duration_since(w),
         _ => Duration::ZERO,
     };
