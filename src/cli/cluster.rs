@@ -87,6 +87,9 @@ pub fn run(a: ClusterArgs) -> ExitCode {
             cmd.arg(format!("--replication={n}"));
         }
         cmd.args(&a.extra);
+        // Own process group: a terminal's Ctrl-C reaches only this command, which then stops
+        // the nodes one signal each (a second SIGINT would make a node exit without draining).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         match cmd.spawn() {
             Ok(c) => children.push((i, c)),
             Err(e) => {

@@ -108,7 +108,16 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
                 reason: "written record lacks the new sibling".into(),
             });
         };
-        let (dot, history) = (mine.dot, mine.history());
+        let dot = mine.dot;
+        // A vector cannot hold "the client's context plus one isolated dot": when the client had
+        // not seen the coordinator's previous writes of this key, adding our dot would claim
+        // those too, and the client's next put with it would silently overwrite them. Then hand
+        // back the client's own context (its next put becomes a sibling of this write instead).
+        let ack_context = if mine.context.get(dot.node) + 1 == dot.counter {
+            mine.history()
+        } else {
+            mine.context.clone()
+        };
         let others: Vec<(Replica, ReplicaRequest)> = preference
             .iter()
             .filter(|r| **r != self.me)
@@ -146,7 +155,7 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         }
         ReplicaResponse::Coordinated(PutAck {
             dot,
-            context: history,
+            context: ack_context,
             acked: u32::try_from(acked).unwrap_or(u32::MAX),
         })
     }

@@ -57,6 +57,9 @@ struct State {
     /// Yield once every N operations (0 = never), to interleave tasks.
     yield_every: u64,
     ops: u64,
+    /// Take a crash snapshot when `ops` reaches this (with this seed).
+    armed: Option<(u64, u64)>,
+    snapshot: Option<Rc<RefCell<State>>>,
 }
 
 impl State {
@@ -109,11 +112,23 @@ impl Future for YieldOnce {
 }
 
 async fn maybe_yield(st: &Rc<RefCell<State>>) {
-    let y = {
+    let (y, fire) = {
         let mut s = st.borrow_mut();
         s.ops += 1;
-        s.yield_every != 0 && s.ops % s.yield_every == 0
+        let fire = match s.armed {
+            Some((at, seed)) if s.ops >= at => {
+                s.armed = None;
+                Some(seed)
+            }
+            _ => None,
+        };
+        (s.yield_every != 0 && s.ops % s.yield_every == 0, fire)
     };
+    if let Some(seed) = fire {
+        // Power fails just before this operation.
+        let snap = crash_state(&st.borrow(), seed);
+        st.borrow_mut().snapshot = Some(Rc::new(RefCell::new(snap)));
+    }
     if y {
         YieldOnce(false).await;
     }
@@ -176,8 +191,32 @@ impl SimDisk {
     /// A new disk holding one possible state after a power loss now, chosen by `seed`.
     /// This disk is unchanged (it can produce more crash states).
     pub fn crash(&self, seed: u64) -> SimDisk {
+        SimDisk {
+            st: Rc::new(RefCell::new(crash_state(&self.st.borrow(), seed))),
+        }
+    }
+
+    /// Arm a power failure just before the `n`-th disk operation from now (counting creates,
+    /// opens, writes, syncs and dir syncs); [`Self::crashed`] then returns the crash state.
+    pub fn arm_crash(&self, n: u64, seed: u64) {
+        let mut s = self.st.borrow_mut();
+        s.armed = Some((s.ops + n.max(1), seed));
+        s.snapshot = None;
+    }
+
+    /// The crash state taken by [`Self::arm_crash`], once it fired.
+    pub fn crashed(&self) -> Option<SimDisk> {
+        self.st
+            .borrow()
+            .snapshot
+            .as_ref()
+            .map(|st| SimDisk { st: st.clone() })
+    }
+}
+
+fn crash_state(s: &State, seed: u64) -> State {
+    {
         let mut rng = StdRng::seed_from_u64(seed);
-        let s = self.st.borrow();
         let mut out = State {
             dirs: s.dirs.clone(),
             ..State::default()
@@ -243,9 +282,7 @@ impl SimDisk {
                 },
             );
         }
-        SimDisk {
-            st: Rc::new(RefCell::new(out)),
-        }
+        out
     }
 }
 

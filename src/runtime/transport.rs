@@ -73,8 +73,10 @@ pub enum ReplicaResponse {
 pub struct PutAck {
     /// The write's identity.
     pub dot: Dot,
-    /// The write's history (client context plus its dot): a context for the client's next put
-    /// that replaces this write and what it replaced, and nothing it has not seen.
+    /// A context for the client's next put that covers nothing the client has not seen: this
+    /// write's history (client context plus its dot) when a version vector can express it, i.e.
+    /// when the client had seen every earlier write this coordinator made to the key; otherwise
+    /// the client's own context (the next put then becomes a sibling of this write).
     pub context: VersionVector,
     /// Replicas that acknowledged before the reply, the coordinator included.
     pub acked: u32,

@@ -21,7 +21,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
-use crate::net::handshake::{answer_hello, CLIENT_HELLO_LEN};
+use crate::net::handshake::{answer_hello, ClientHello, CLIENT_HELLO_LEN, FLAG_PEER_NODE};
 use crate::net::{
     decode_frame, ClientRequest, ClientResponse, Encoder, Envelope, ErrorCode, FrameDecoder,
     Limits, Message, NetError, ReplicaRequestWire, ReplicaResponseWire, WireError,
@@ -102,11 +102,17 @@ where
         .unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
     let mut stream = stream;
-    if let Err(e) = handshake(&mut stream, &limits).await {
-        tracing::debug!(%peer, error = %e, "connection refused at hello");
-        let _ = stream.close().await;
-        return;
-    }
+    let hello = match handshake(&mut stream, &limits).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection refused at hello");
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    // Replica messages write records verbatim; only connections that introduced themselves as
+    // cluster nodes (or debug tools) may send them, so a client bug cannot forge replica state.
+    let is_peer = hello.flags & FLAG_PEER_NODE != 0;
     // A second handle on the same socket for the writer, so a pending read never blocks a write
     // and neither side needs a lock or a RefCell borrow across an await.
     let wstream = match dup_stream(&stream) {
@@ -129,7 +135,15 @@ where
     let writer = glommio::spawn_local(write_loop(wstream, out.clone(), wake_rx)).detach();
     let permits = Rc::new(Semaphore::new(limits.max_inflight.max(1) as u64));
     let reason = futures_lite::future::or(
-        read_loop(&mut stream, &dispatch, &out, &permits, limits, &drained_rx),
+        read_loop(
+            &mut stream,
+            &dispatch,
+            &out,
+            &permits,
+            limits,
+            &drained_rx,
+            is_peer,
+        ),
         async {
             stop.await;
             "shutting down".to_owned()
@@ -156,7 +170,7 @@ pub(crate) fn dup_stream(stream: &TcpStream) -> std::io::Result<TcpStream> {
     Ok(unsafe { TcpStream::from_raw_fd(fd) })
 }
 
-async fn handshake(stream: &mut TcpStream, limits: &ConnLimits) -> Result<(), NetError> {
+async fn handshake(stream: &mut TcpStream, limits: &ConnLimits) -> Result<ClientHello, NetError> {
     let mut hello = [0u8; CLIENT_HELLO_LEN];
     let read = stream.read_exact(&mut hello);
     let timed = glommio::timer::timeout(HELLO_TIMEOUT, async { Ok(read.await) }).await;
@@ -175,7 +189,7 @@ async fn handshake(stream: &mut TcpStream, limits: &ConnLimits) -> Result<(), Ne
         .write_all(&reply.encode())
         .await
         .map_err(NetError::Io)?;
-    verdict.map(|_| ())
+    verdict
 }
 
 async fn read_loop<D: Dispatch>(
@@ -185,6 +199,7 @@ async fn read_loop<D: Dispatch>(
     permits: &Rc<Semaphore>,
     limits: ConnLimits,
     drained: &LocalReceiver<()>,
+    is_peer: bool,
 ) -> String {
     let mut decoder = FrameDecoder::new(limits.net.max_frame_len);
     loop {
@@ -228,6 +243,14 @@ async fn read_loop<D: Dispatch>(
                         drop(permit);
                     })
                     .detach();
+                }
+                Message::Replica(_) if !is_peer => {
+                    drop(permit);
+                    out.push(&error_env(
+                        id,
+                        ErrorCode::BadRequest,
+                        "replica messages are accepted only on connections that said hello as a cluster node".into(),
+                    ));
                 }
                 Message::Replica(req) => {
                     let (d, o) = (dispatch.clone(), out.clone());

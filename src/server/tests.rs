@@ -208,3 +208,61 @@ fn wrong_hello_is_refused_with_a_reason() {
     assert!(err.to_string().contains("not a tern hello"), "{err}");
     stop.trigger();
 }
+
+#[test]
+fn proc_net_addresses_parse() {
+    let (ip, port) = super::parse_proc_addr("0100007F:1E14", false).unwrap();
+    assert_eq!(ip, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(port, 0x1E14);
+    let (ip, _) = super::parse_proc_addr("00000000000000000000000001000000:0050", true).unwrap();
+    assert_eq!(ip, "::1".parse::<std::net::IpAddr>().unwrap());
+    // A listener we hold right now is seen.
+    let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    assert!(super::listening_ports().contains(&("127.0.0.3".parse().unwrap(), port)));
+}
+
+#[test]
+fn replica_messages_need_a_peer_hello() {
+    let (addr, stop) = start();
+    let frame = |id| {
+        let mut out = Vec::new();
+        let env = Envelope::new(
+            id,
+            Message::Replica(ReplicaRequestWire::Get {
+                key: Bytes::from_static(b"k"),
+            }),
+        );
+        Encoder::new(Limits::default())
+            .encode_into(&env, &mut out)
+            .unwrap();
+        out
+    };
+    let mut client = connect(addr);
+    client.write_all(&frame(5)).unwrap();
+    let e = read_envelopes(&mut client, 1);
+    assert!(
+        matches!(&e[0].message, Message::Error(w) if w.code == ErrorCode::BadRequest),
+        "{e:?}"
+    );
+    let mut peer = StdStream::connect(addr).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let hello = ClientHello {
+        version: PROTOCOL_VERSION,
+        flags: crate::net::handshake::FLAG_PEER_NODE,
+    };
+    peer.write_all(&hello.encode()).unwrap();
+    let mut h = [0u8; SERVER_HELLO_LEN];
+    peer.read_exact(&mut h).unwrap();
+    peer.write_all(&frame(6)).unwrap();
+    let e = read_envelopes(&mut peer, 1);
+    assert!(
+        matches!(
+            &e[0].message,
+            Message::ReplicaReply(ReplicaResponseWire::PutAck)
+        ),
+        "{e:?}"
+    );
+    stop.trigger();
+}

@@ -282,6 +282,8 @@ impl PeerConn {
                         let backoff = *backoff;
                         let (tx, rx) = local_channel::new_bounded(1);
                         *st = State::Connecting { waiters: vec![tx] };
+                        // Spawned after the borrow ends: glommio may run a new task right away.
+                        drop(st);
                         glommio::spawn_local(self.clone().connect(backoff)).detach();
                         rx
                     }

@@ -500,6 +500,9 @@ impl<D: Disk> CommitLog<D> {
     async fn flush_round(&self) -> Result<(), StorageError> {
         let _guard = RoundGuard::new(self);
         self.st.borrow_mut().stats.flush_rounds += 1;
+        // Let writers that are already runnable (typically woken by the previous round) append
+        // first, so this round's one fdatasync covers them too instead of only the leader.
+        YieldOnce(false).await;
         // At most every sealed segment plus the active one; bounded by the pending-bytes limit.
         loop {
             let (seq, path, need_file) = {
@@ -688,6 +691,21 @@ impl<D: Disk> Drop for RoundGuard<'_, D> {
         for w in waiters {
             w.wake();
         }
+    }
+}
+
+/// Pending once (waking itself at once): lets every other runnable task run first.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
