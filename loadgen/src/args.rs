@@ -386,6 +386,7 @@ impl RunArgs {
         put("warmup_s", cfg.warmup.as_secs_f64().to_string());
         put("load", cfg.load.to_string());
         put("verify", cfg.verify.to_string());
+        put("spin_us", self.spin_us.to_string());
         m
     }
 }

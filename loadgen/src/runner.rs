@@ -369,7 +369,12 @@ fn us(ns: u64) -> f64 {
 }
 
 /// Prints per-second progress as snapshots from every core arrive; returns when all cores end.
-fn print_progress(rx: std::sync::mpsc::Receiver<Tick>, cores: usize, quiet: bool) {
+fn print_progress(
+    rx: std::sync::mpsc::Receiver<Tick>,
+    cores: usize,
+    quiet: bool,
+    warmup: Duration,
+) {
     // (phase, second) -> (cores reported, ops, errors, merged histogram)
     type Agg = (usize, u64, u64, Histogram<u64>);
     let mut pending: BTreeMap<(u8, u64), Agg> = BTreeMap::new();
@@ -377,7 +382,12 @@ fn print_progress(rx: std::sync::mpsc::Receiver<Tick>, cores: usize, quiet: bool
         if quiet {
             return;
         }
-        let name = if phase == 0 { "load" } else { "run " };
+        // A second that ended within the warm-up is not measured: say so.
+        let name = match phase {
+            0 => "load",
+            _ if Duration::from_secs(sec) <= warmup => "warm",
+            _ => "run ",
+        };
         eprintln!(
             "[{name} {sec:4}s] {ops:8} ops/s  errors {errs:6}  p50 {:9.1} us  p99 {:9.1} us",
             us(h.value_at_quantile(0.5)),
@@ -434,7 +444,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, RunError> {
         handles.push((cpu, h));
     }
     drop(tx);
-    print_progress(rx, cfg.cores.len(), cfg.quiet);
+    print_progress(rx, cfg.cores.len(), cfg.quiet, cfg.warmup);
     let mut results = Vec::new();
     for (cpu, h) in handles {
         results.push(h.join().map_err(|e| RunError::Join {
