@@ -256,3 +256,109 @@ fn async_client_bounds_in_flight_and_times_out() {
         }
     });
 }
+
+/// The server half of the hello (`accept_hello`) with the real async client, all on glommio.
+#[test]
+fn accept_hello_serves_the_async_client_and_refuses_bad_versions() {
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    use tern::net::handshake::{accept_hello, HelloStatus, ServerHello, SERVER_HELLO_LEN};
+    use tern::net::*;
+
+    let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+    ex.run(async move {
+        let port = support::fake_node::bind().local_addr().unwrap().port();
+        let listener = glommio::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let server = glommio::spawn_local(async move {
+            // First connection: a good client answered with "not found" for every request.
+            let mut s = listener.accept().await.unwrap();
+            let limits = Limits::default();
+            accept_hello(&mut s, limits.max_frame_len, Duration::from_secs(2))
+                .await
+                .unwrap();
+            let mut dec = FrameDecoder::new(limits.max_frame_len);
+            let mut enc = Encoder::new(limits);
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            dec.push(&buf[..n]);
+            let f = dec.next_frame().unwrap().unwrap();
+            let env = tern::net::codec::decode_frame(&f, &limits).unwrap();
+            let reply = Envelope::new(
+                env.request_id,
+                Message::Response(ClientResponse::Get {
+                    siblings: vec![],
+                    context: bytes::Bytes::new(),
+                }),
+            );
+            let mut out = Vec::new();
+            enc.encode_into(&reply, &mut out).unwrap();
+            s.write_all(&out).await.unwrap();
+            // Second: a wrong version is answered, then refused.
+            let mut s2 = listener.accept().await.unwrap();
+            let r = accept_hello(&mut s2, limits.max_frame_len, Duration::from_secs(2)).await;
+            assert!(matches!(r, Err(NetError::UnsupportedVersion { .. })));
+            // Third: a silent client times out instead of holding the server.
+            let mut s3 = listener.accept().await.unwrap();
+            let r = accept_hello(&mut s3, limits.max_frame_len, Duration::from_millis(200)).await;
+            assert!(matches!(r, Err(NetError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut));
+        });
+
+        let c = AsyncClient::connect(&addr, cfg()).await.unwrap();
+        assert_eq!(c.get("k").await.unwrap(), None);
+
+        let mut raw = glommio::net::TcpStream::connect(addr.as_str())
+            .await
+            .unwrap();
+        let hello = tern::net::ClientHello {
+            version: PROTOCOL_VERSION + 9,
+            flags: 0,
+        };
+        raw.write_all(&hello.encode()).await.unwrap();
+        let mut reply = [0u8; SERVER_HELLO_LEN];
+        raw.read_exact(&mut reply).await.unwrap();
+        assert_eq!(
+            ServerHello::decode(&reply).unwrap().status,
+            HelloStatus::UnsupportedVersion
+        );
+
+        let _silent = glommio::net::TcpStream::connect(addr.as_str())
+            .await
+            .unwrap();
+        server.await;
+    });
+}
+
+/// Enough pipelined bytes to fill both socket buffers: the driver must keep reading answers
+/// while its writes are blocked, or this deadlocks (bounded by the response timeout).
+#[test]
+fn async_client_survives_full_socket_buffers() {
+    let addr = start(HelloMode::Normal);
+    let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+    ex.run(async move {
+        let c = ClientConfig {
+            max_in_flight: 4096,
+            ..cfg()
+        };
+        let c = AsyncClient::connect(&addr, c).await.unwrap();
+        let o = OpOptions::default();
+        let value = bytes::Bytes::from(vec![0x5a; 16 << 10]);
+        let futs: Vec<_> = (0..1000u32)
+            .map(|i| {
+                c.send(&put_request(format!("big{i}"), value.clone(), None, &o))
+                    .unwrap()
+            })
+            .collect();
+        for f in futs {
+            assert!(matches!(f.await.unwrap(), ClientResponse::Put { .. }));
+        }
+        let futs: Vec<_> = (0..1000u32)
+            .map(|i| c.send(&get_request(format!("big{i}"), &o)).unwrap())
+            .collect();
+        for f in futs {
+            match f.await.unwrap() {
+                ClientResponse::Get { siblings, .. } => assert_eq!(siblings[0].value, value),
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}

@@ -273,6 +273,16 @@ fn oversize_key_and_value_are_typed_errors_with_request_id() {
         }
     ));
     assert_eq!(e.error.code(), ErrorCode::KeyTooLarge);
+    // The reply a server sends names the request and the limit.
+    let reply = e.error_reply();
+    assert_eq!(reply.request_id, 1);
+    match reply.message {
+        Message::Error(w) => {
+            assert_eq!(w.code, ErrorCode::KeyTooLarge);
+            assert!(w.message.contains("1024"), "{}", w.message);
+        }
+        other => panic!("{other:?}"),
+    }
 
     let small = Limits {
         max_value_len: 10,

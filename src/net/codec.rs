@@ -25,6 +25,18 @@ pub struct DecodeFailure {
     pub error: NetError,
 }
 
+impl DecodeFailure {
+    /// The error frame to send back: addressed to the failed request when its id is known,
+    /// else to id 0 (the server then closes the connection, as framing can no longer be
+    /// trusted or the peer is not speaking the protocol).
+    pub fn error_reply(&self) -> Envelope {
+        Envelope::new(
+            self.request_id.unwrap_or(0),
+            Message::Error(WireError::new(self.error.code(), self.error.to_string())),
+        )
+    }
+}
+
 impl From<DecodeFailure> for NetError {
     fn from(f: DecodeFailure) -> Self {
         f.error

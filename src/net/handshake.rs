@@ -179,6 +179,37 @@ pub fn answer_hello(
     }
 }
 
+/// Server side of the hello on a freshly accepted stream (inside a glommio executor): reads the
+/// client's 8 bytes within `timeout`, always answers when it got them, and returns the agreed
+/// hello, or why the caller must now close the connection. A silent or slow client costs at
+/// most `timeout`; it never holds a connection slot forever.
+pub async fn accept_hello<S>(
+    stream: &mut S,
+    max_frame_len: usize,
+    timeout: std::time::Duration,
+) -> Result<ClientHello, NetError>
+where
+    S: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
+{
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut hello = [0u8; CLIENT_HELLO_LEN];
+        stream.read_exact(&mut hello).await?;
+        let (reply, verdict) = answer_hello(&hello, max_frame_len);
+        stream.write_all(&reply.encode()).await?;
+        stream.flush().await?;
+        Ok::<_, std::io::Error>(verdict)
+    };
+    let timed_out = async {
+        glommio::timer::sleep(timeout).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no hello from the client within {} ms", timeout.as_millis()),
+        ))
+    };
+    futures_lite::future::or(exchange, timed_out).await?
+}
+
 fn check_magic(b: &[u8]) -> Result<(), NetError> {
     let mut m = [0u8; 4];
     m.copy_from_slice(&b[..4]);
