@@ -1,5 +1,6 @@
-//! Storage micro-benchmarks: memtable insert, Bloom lookup, SSTable point read (hit and miss)
-//! on a real file through glommio DMA (O_DIRECT, io_uring).
+//! Storage micro-benchmarks: memtable insert, Bloom lookup, SSTable point read (hit, miss,
+//! cached hit) and compaction merge throughput, on real files through glommio DMA (O_DIRECT,
+//! io_uring).
 //!
 //! Criterion reports mean/median; for the tail, each SSTable case also times 20k single reads
 //! with `Instant` into an HdrHistogram and prints ops/s, p50, p99, p99.9.
@@ -292,6 +293,75 @@ fn sstable_reads(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Compaction throughput: merge four overlapping 50k-entry tables (100-byte payloads) into one,
+/// on DMA files, as `compaction::run` does for the engine.
+fn compaction_merge(c: &mut Criterion) {
+    use tern::storage::compaction::{self, CompactionReason, CompactionTask};
+    let dir = bench_dir().join("compaction");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ex = LocalExecutor::default();
+    let opts = SstOptions::default();
+    let tables = 4u64;
+    let per = 50_000u64;
+    let readers = ex.run(async {
+        probe_iopoll(&dir).await;
+        let mut readers = Vec::new();
+        for t in 0..tables {
+            // Table t holds keys t*per/2 .. t*per/2 + per: each overlaps half of the next.
+            let mut keys: Vec<InternalKey> = (0..per).map(|i| key(t * per / 2 + i)).collect();
+            keys.sort();
+            let p = dir.join(format!("in{t}.sst"));
+            let mut w = SstWriter::create(&BenchDisk, &p, keys.len(), &opts)
+                .await
+                .unwrap();
+            let payload = Bytes::from(vec![t as u8; PAYLOAD]);
+            for (i, k) in keys.iter().enumerate() {
+                let v = Stored {
+                    seqno: t * per + i as u64,
+                    tombstone_at_ms: None,
+                    payload: payload.clone(),
+                };
+                w.add(k, &v).await.unwrap();
+            }
+            w.finish().await.unwrap();
+            readers.push(SstReader::open(&BenchDisk, &p, &opts).await.unwrap());
+        }
+        readers
+    });
+    let task = CompactionTask {
+        inputs: (0..tables).collect(),
+        drop_tombstones: true,
+        output_tier: 0,
+        reason: CompactionReason::Tier(0),
+    };
+    let out = dir.join("out.sst");
+    let mut g = c.benchmark_group("compaction");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(tables * per));
+    g.bench_function("merge_4x50k", |b| {
+        b.iter_custom(|iters| {
+            ex.run(async {
+                let refs: Vec<&SstReader<BenchFile>> = readers.iter().collect();
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let o = compaction::run(&BenchDisk, &task, &refs, &out, 0, 0, &opts)
+                        .await
+                        .unwrap();
+                    assert_eq!(o.meta.entry_count, per * (tables + 1) / 2);
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
+    ex.run(async {
+        for r in readers {
+            r.close().await.unwrap();
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn config() -> Criterion {
     // The machine is shared: short, bounded runs.
     Criterion::default()
@@ -303,6 +373,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memtable_insert, bloom_lookup, sstable_reads
+    targets = memtable_insert, bloom_lookup, sstable_reads, compaction_merge
 }
 criterion_main!(benches);

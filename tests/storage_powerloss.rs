@@ -128,7 +128,7 @@ async fn one_seed(seed: u64) -> u32 {
         required = verify(&e, &required, &seen, &ctx).await;
         let acked: Rc<RefCell<Acked>> = Rc::new(RefCell::new(required.clone()));
         // Power fails just before a random disk operation of this phase.
-        let crash_at = rng.gen_range(1..1500);
+        let crash_at = rng.gen_range(1..800);
         disk.arm_crash(crash_at, rng.gen());
         let stop = Rc::new(Cell::new(false));
         let mut tasks = Vec::new();
@@ -144,7 +144,7 @@ async fn one_seed(seed: u64) -> u32 {
                 StdRng::seed_from_u64(seed ^ (u64::from(phase) << 32) ^ u64::from(w) << 48);
             tasks.push(glommio::spawn_local(async move {
                 let mut n = 0u32;
-                while !stop.get() && n < 400 && disk.crashed().is_none() {
+                while !stop.get() && n < 200 && disk.crashed().is_none() {
                     n += 1;
                     let k = key(wrng.gen_range(0..KEYS));
                     let len = wrng.gen_range(1..300);

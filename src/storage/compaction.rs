@@ -152,7 +152,10 @@ pub struct CompactionOutput {
 /// Merge `inputs` (the open readers of `task.inputs`, any order) into a new table at
 /// `out_path`, dropping shadowed versions, and expired tombstones if `task.drop_tombstones`.
 /// The caller renames the output into place, syncs the directory, updates and stores the
-/// manifest, and only then removes the inputs.
+/// manifest, and only then removes the inputs (and may `BlockCache::evict_table` them). On an
+/// error the partial output file is left at `out_path` for the caller to remove; the inputs are
+/// untouched. Yields to the executor at every read-ahead and write-buffer I/O (every ~256 KiB),
+/// which is what lets a lower-priority task queue stay out of the way of requests.
 pub async fn run<D: Disk>(
     disk: &D,
     task: &CompactionTask,

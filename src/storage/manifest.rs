@@ -329,4 +329,20 @@ mod tests {
         }
         assert!(Manifest::decode(p, &enc[..30]).unwrap_err().is_corrupt());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let p = Path::new("/s/MANIFEST");
+            // Also with a valid header + crc around the random body, to reach the body parser.
+            let mut framed = Vec::new();
+            framed.extend_from_slice(&MAGIC.to_le_bytes());
+            framed.extend_from_slice(&FORMAT.to_le_bytes());
+            framed.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            framed.extend_from_slice(&crc32fast::hash(&data).to_le_bytes());
+            framed.extend_from_slice(&data);
+            let _ = Manifest::decode(p, &data);
+            let _ = Manifest::decode(p, &framed);
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{now_ms, sort_tables, Inner};
+use super::{now_ms, open_table, sort_tables, Inner};
 use crate::runtime::disk::Disk;
 use crate::storage::compaction::{self, CompactionReason, CompactionTask};
 use crate::storage::error::StorageError;
@@ -156,7 +156,7 @@ async fn flush_oldest<D: Disk>(inner: &Inner<D>) -> Result<(), StorageError> {
         flush_to_sst(&snapshot, writer).await?
     };
     install_file(inner, &tmp, &dst).await?;
-    let reader = Rc::new(SstReader::open(&*inner.disk, &dst, &inner.sst_opts).await?);
+    let reader = open_table(&*inner.disk, &dst, id, &inner.sst_opts, &inner.cache).await?;
     let tier = compaction::tier_of(meta.file_size, &inner.cfg.compaction);
     let mut manifest = inner.st.borrow().manifest.clone();
     manifest.tables.push(TableEntry {
@@ -221,9 +221,7 @@ async fn compact<D: Disk>(inner: &Inner<D>, task: CompactionTask) -> Result<(), 
     let keep = out.meta.entry_count > 0;
     let new_reader = if keep {
         install_file(inner, &tmp, &dst).await?;
-        Some(Rc::new(
-            SstReader::open(&*inner.disk, &dst, &inner.sst_opts).await?,
-        ))
+        Some(open_table(&*inner.disk, &dst, id, &inner.sst_opts, &inner.cache).await?)
     } else {
         inner
             .disk

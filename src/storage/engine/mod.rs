@@ -46,7 +46,7 @@ use super::error::{StorageError, MAX_KEY_LEN};
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::memtable::Memtable;
 use super::merge::{AnySource, IterSource, MergeIter};
-use super::sstable::{SstOptions, SstReader};
+use super::sstable::{BlockCache, SstOptions, SstReader};
 use crate::runtime::disk::Disk;
 use signal::Signal;
 
@@ -79,6 +79,8 @@ pub struct EngineConfig {
     /// Tombstones older than this are dropped by compactions that include every older table.
     pub tombstone_grace_ms: u64,
     pub bloom_bits_per_key: u32,
+    /// Shared cache of SSTable data blocks for point reads (0 disables).
+    pub block_cache_bytes: usize,
     pub compaction: CompactionPolicy,
     /// Start even if a log segment is corrupt before its tail (skipping the rest of it).
     pub skip_damaged_segments: bool,
@@ -98,6 +100,7 @@ impl EngineConfig {
             max_value_bytes: 1 << 20,
             tombstone_grace_ms: DEFAULT_TOMBSTONE_GRACE_MS,
             bloom_bits_per_key: super::bloom::DEFAULT_BITS_PER_KEY,
+            block_cache_bytes: 32 << 20,
             compaction: CompactionPolicy::default(),
             skip_damaged_segments: false,
             background: true,
@@ -138,6 +141,10 @@ pub struct EngineStats {
     pub flushes: u64,
     pub compactions: u64,
     pub replayed_records: u64,
+    /// Table lookups a Bloom filter answered without I/O.
+    pub bloom_skips: u64,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
     pub log: LogStats,
 }
 
@@ -184,6 +191,7 @@ pub(crate) struct Inner<D: Disk> {
     disk: Rc<D>,
     cfg: EngineConfig,
     sst_opts: SstOptions,
+    cache: Option<Rc<BlockCache>>,
     log: CommitLog<D>,
     st: RefCell<State<D>>,
     inflight: RefCell<HashSet<Bytes>>,
@@ -204,21 +212,27 @@ pub struct Engine<D: Disk> {
 }
 
 thread_local! {
-    static BG_QUEUE: Cell<Option<glommio::TaskQueueHandle>> = const { Cell::new(None) };
+    /// (executor id, queue) so one executor reuses its queue across engines.
+    static BG_QUEUE: Cell<Option<(usize, glommio::TaskQueueHandle)>> = const { Cell::new(None) };
 }
 
-/// The executor's low-priority queue for flushes and compactions (created once per thread).
-fn bg_queue() -> glommio::TaskQueueHandle {
+/// The executor's low-priority queue for flushes and compactions, created once per executor
+/// (`fresh` forces a new one, e.g. when the cached handle belongs to a finished executor).
+fn bg_queue(fresh: bool) -> glommio::TaskQueueHandle {
+    let ex = glommio::executor();
+    let id = ex.id();
     BG_QUEUE.with(|q| {
-        if let Some(h) = q.get() {
-            return h;
+        if let Some((qid, h)) = q.get() {
+            if qid == id && !fresh {
+                return h;
+            }
         }
-        let h = glommio::executor().create_task_queue(
+        let h = ex.create_task_queue(
             glommio::Shares::Static(100),
             glommio::Latency::NotImportant,
             "tern-storage-bg",
         );
-        q.set(Some(h));
+        q.set(Some((id, h)));
         h
     })
 }
@@ -257,11 +271,13 @@ impl<D: Disk> Engine<D> {
             ..SstOptions::default()
         };
         remove_orphans(&*disk, &dir, &manifest).await?;
+        let cache =
+            (cfg.block_cache_bytes > 0).then(|| Rc::new(BlockCache::new(cfg.block_cache_bytes)));
         let mut tables = Vec::new();
         for t in &manifest.tables {
             let path = Manifest::table_path(&dir, t);
-            let r = SstReader::open(&*disk, &path, &sst_opts).await?;
-            tables.push((t.id, Rc::new(r)));
+            let r = open_table(&*disk, &path, t.id, &sst_opts, &cache).await?;
+            tables.push((t.id, r));
         }
         sort_tables::<D>(&mut tables);
 
@@ -317,6 +333,7 @@ impl<D: Disk> Engine<D> {
         let inner = Rc::new(Inner {
             disk,
             sst_opts,
+            cache,
             log,
             st: RefCell::new(State {
                 active,
@@ -337,9 +354,12 @@ impl<D: Disk> Engine<D> {
         });
         let mut tasks = Vec::new();
         if inner.cfg.background {
-            let i = inner.clone();
-            let t = glommio::spawn_local_into(background::run(i), bg_queue())
-                .map_err(|e| StorageError::io(&dir, "spawn background task", e.into()))?;
+            let t = match glommio::spawn_local_into(background::run(inner.clone()), bg_queue(false))
+            {
+                Ok(t) => t,
+                Err(_) => glommio::spawn_local_into(background::run(inner.clone()), bg_queue(true))
+                    .map_err(|e| StorageError::io(&dir, "spawn background task", e.into()))?,
+            };
             tasks.push(t);
         }
         if let SyncMode::Periodic { interval_ms } = inner.cfg.sync {
@@ -457,12 +477,19 @@ impl<D: Disk> Engine<D> {
     }
 
     /// Make the log durable, stop background tasks, close files. Memtables are not flushed:
-    /// the next `open` replays them from the log.
+    /// the next `open` replays them from the log. Waits for a running flush or compaction to
+    /// finish (rather than cancelling it in the middle of its I/O).
     pub async fn close(self) -> Result<(), StorageError> {
         self.inner.closed.set(true);
         self.inner.bg_wake.notify();
+        let mut tasks = std::mem::take(&mut *self.tasks.borrow_mut()).into_iter();
+        if self.inner.cfg.background {
+            if let Some(bg) = tasks.next() {
+                // The loop checks `closed` between jobs, so this ends after the current one.
+                bg.await;
+            }
+        }
         let res = self.inner.log.close().await;
-        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for t in tasks {
             t.cancel().await;
         }
@@ -479,6 +506,8 @@ impl<D: Disk> Engine<D> {
                     .sum::<usize>(),
             frozen_memtables: st.frozen.len(),
             tables: st.tables.len(),
+            block_cache_hits: self.inner.cache.as_ref().map_or(0, |c| c.stats().hits),
+            block_cache_misses: self.inner.cache.as_ref().map_or(0, |c| c.stats().misses),
             log: self.inner.log.stats(),
             ..st.stats.clone()
         }
@@ -555,17 +584,20 @@ impl<D: Disk> Inner<D> {
 
     async fn read(&self, ik: &InternalKey) -> Result<Option<Stored>, StorageError> {
         let tables: Vec<Table<D>> = {
-            let st = self.st.borrow();
+            let mut st = self.st.borrow_mut();
             for slot in std::iter::once(&st.active).chain(st.frozen.iter().rev()) {
                 if let Some(v) = slot.mem.get(ik) {
                     return Ok(Some(v.clone()));
                 }
             }
-            st.tables
+            let maybe: Vec<Table<D>> = st
+                .tables
                 .iter()
                 .filter(|(_, t)| t.may_contain(ik))
                 .map(|(_, t)| t.clone())
-                .collect()
+                .collect();
+            st.stats.bloom_skips += (st.tables.len() - maybe.len()) as u64;
+            maybe
         };
         for t in tables {
             if let Some(v) = t.get(ik).await? {
@@ -625,6 +657,21 @@ impl<D: Disk> Inner<D> {
         }
         self.bg_wake.notify();
     }
+}
+
+/// Open table `id`, reading through the shard's block cache if there is one.
+async fn open_table<D: Disk>(
+    disk: &D,
+    path: &Path,
+    id: u64,
+    opts: &SstOptions,
+    cache: &Option<Rc<BlockCache>>,
+) -> Result<Table<D>, StorageError> {
+    let r = SstReader::open(disk, path, opts).await?;
+    Ok(Rc::new(match cache {
+        Some(c) => r.with_cache(c.clone(), id),
+        None => r,
+    }))
 }
 
 fn sort_tables<D: Disk>(tables: &mut [(u64, Table<D>)]) {

@@ -248,3 +248,55 @@ fn limits_rejections_and_disk_full() {
         assert_eq!(&e.get(b"k").await.unwrap().unwrap().payload[..], b"v");
     });
 }
+
+#[test]
+fn periodic_mode_acks_before_sync_and_syncs_on_its_timer() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let cfg = EngineConfig {
+            sync: SyncMode::Periodic { interval_ms: 2 },
+            ..small_cfg()
+        };
+        let e = Engine::open(disk.clone(), cfg).await.unwrap();
+        let s = put(&e, b"p", b"v").await;
+        // Acknowledged, visible, but not yet durable.
+        assert!(e.stats().log.durable_lsn < s.seqno);
+        assert_eq!(&e.get(b"p").await.unwrap().unwrap().payload[..], b"v");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while e.stats().log.durable_lsn < s.seqno {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "periodic sync never ran"
+            );
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        // Durable now: it survives any power loss.
+        let c = disk.crash(3);
+        let e2 = Engine::open(c, small_cfg()).await.unwrap();
+        assert_eq!(&e2.get(b"p").await.unwrap().unwrap().payload[..], b"v");
+        e.close().await.unwrap();
+    });
+}
+
+#[test]
+fn point_reads_use_bloom_filters_and_the_block_cache() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let e = Engine::open(disk.clone(), small_cfg()).await.unwrap();
+        for i in 0..200u32 {
+            put(&e, &key(i), b"value").await;
+        }
+        e.flush_now().await.unwrap();
+        for i in 1000..1200u32 {
+            assert_eq!(e.get(&key(i)).await.unwrap(), None);
+        }
+        for _ in 0..2 {
+            for i in 0..200u32 {
+                assert!(e.get(&key(i)).await.unwrap().is_some());
+            }
+        }
+        let st = e.stats();
+        assert!(st.bloom_skips > 150, "{st:?}");
+        assert!(st.block_cache_hits > 100, "{st:?}");
+    });
+}

@@ -1,3 +1,6 @@
+//! SSTable tests: format roundtrip, proptests against a BTreeMap model, token-range scans,
+//! corruption detection and the block cache, all on the in-memory test disk.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -359,5 +362,53 @@ fn corrupt_block_is_never_cached() {
         assert!(r.get(first).await.unwrap_err().is_corrupt());
         assert!(r.get(first).await.unwrap_err().is_corrupt());
         assert_eq!(cache.stats().blocks, 0);
+    });
+}
+
+/// Blocks of small entries never straddle a page (one O_DIRECT page per point read), also after
+/// an occasional large entry left the next block starting mid-page; the padding costs little.
+#[test]
+fn small_entry_blocks_fit_in_one_page() {
+    block_on(async {
+        let disk = MemDisk::default();
+        let path = Path::new("/d/al.sst");
+        let mut m = model(5000, 150);
+        for (i, v) in m.values_mut().enumerate() {
+            if i % 97 == 0 {
+                v.payload = Bytes::from(vec![1u8; 5000 + i % 1000]);
+            }
+        }
+        let opts = SstOptions::default();
+        write(&disk, path, &m, &opts).await;
+        let r = SstReader::open(&disk, path, &opts).await.unwrap();
+        let mut data = 0u64;
+        let mut mid_page_starts = 0;
+        for b in &r.index {
+            let end = b.offset + u64::from(b.len) - 1;
+            if u64::from(b.len) <= ALIGN {
+                assert_eq!(
+                    b.offset / ALIGN,
+                    end / ALIGN,
+                    "block at {} straddles a page",
+                    b.offset
+                );
+            }
+            mid_page_starts += usize::from(b.offset % ALIGN != 0);
+            data += u64::from(b.len);
+        }
+        assert!(mid_page_starts > 10, "the case under test did not occur");
+        let region = r.footer.data_len;
+        // About half a small entry (~190 B here) per 4 KiB page.
+        assert!(
+            (region - data) * 100 < region * 5,
+            "padding {} of {region} bytes",
+            region - data
+        );
+        // A point read stays within one page (read from the page start up to the block end).
+        let before = r.stats().bytes_read;
+        let (k, v) = m.iter().nth(2501).unwrap();
+        assert_eq!(r.get(k).await.unwrap().as_ref(), Some(v));
+        let read = r.stats().bytes_read - before;
+        assert!(read > 0 && read <= ALIGN, "read {read} bytes");
     });
 }

@@ -108,9 +108,11 @@ impl<F: DiskFile> SstWriter<F> {
             }
         }
         let elen = entry_len(key.key().len(), v);
-        if !self.block.is_empty() && self.block.len() + elen + BLOCK_TRAILER > self.opts.block_size
-        {
+        if !self.block.is_empty() && self.block.len() + elen + BLOCK_TRAILER > self.block_limit() {
             self.finish_block().await?;
+        }
+        if self.block.is_empty() {
+            self.align_block_start(elen);
         }
         if self.block_first.is_none() {
             // Copy: the caller's Bytes may pin a large read buffer (compaction readahead).
@@ -132,6 +134,29 @@ impl<F: DiskFile> SstWriter<F> {
         m.min_seqno = m.min_seqno.min(v.seqno);
         m.max_seqno = m.max_seqno.max(v.seqno);
         Ok(())
+    }
+
+    /// File offset where the block being built starts (valid until `finish_block`).
+    fn block_start(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// A block ends at the next page boundary (or at `block_size`, if smaller), so that a point
+    /// read of a block of small entries is exactly one ALIGN-sized O_DIRECT read.
+    fn block_limit(&self) -> usize {
+        let room = (ALIGN - self.block_start() % ALIGN) as usize;
+        self.opts.block_size.min(room)
+    }
+
+    /// Before a block's first entry: if the rest of the current page is both too small for the
+    /// entry and small (< a quarter block), skip it with zero padding so the block starts on a
+    /// page boundary. Otherwise the block starts mid-page (a big entry then spans pages).
+    fn align_block_start(&mut self, first_entry_len: usize) {
+        let room = (ALIGN - self.block_start() % ALIGN) as usize;
+        let min_room = self.opts.block_size.min(ALIGN as usize) / 4;
+        if room < ALIGN as usize && room < min_room && room < first_entry_len + BLOCK_TRAILER {
+            self.buf.resize(self.buf.len() + room, 0);
+        }
     }
 
     async fn finish_block(&mut self) -> Result<()> {
