@@ -19,6 +19,7 @@ use crate::version::{Record, VersionVector};
 impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
     /// Read `key` from its `preference` list (N replicas, from the ring): ask all, answer with
     /// the merge of the first R replies, repair stale replicas in the background.
+    #[tracing::instrument(level = "debug", skip_all, fields(me = %self.me, key_len = key.len()))]
     pub async fn get(
         &self,
         key: Bytes,
@@ -63,6 +64,7 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
     /// of the key, this node's own first, then the others in preference order while they are
     /// unreachable. A retry after a lost connection may apply the write twice, as two concurrent
     /// siblings with the same value: never a lost or reordered write.
+    #[tracing::instrument(level = "debug", skip_all, fields(me = %self.me, key_len = key.len()))]
     pub async fn put(
         &self,
         key: Bytes,

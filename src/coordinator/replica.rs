@@ -59,6 +59,7 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
     }
 
     /// Coordinate a client write as a replica of its key.
+    #[tracing::instrument(level = "debug", skip_all, fields(me = %self.me, key_len = req.key.len()))]
     async fn coordinate(&self, req: CoordinateRequest) -> ReplicaResponse {
         let CoordinateRequest {
             key,

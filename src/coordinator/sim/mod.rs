@@ -5,7 +5,7 @@
 //! replica convergence after read repair.
 //!
 //! A failing seed replays exactly: `TERN_SIM_SEED=<seed> cargo test --lib coordinator::sim`.
-//! `TERN_SIM_SEEDS=<count>` runs more seeds (default 200).
+//! `TERN_SIM_SEEDS=<count>` runs another number of seeds (default 500: ~0.5 s release, ~12 s debug).
 //!
 //! [`Coordinator`]: crate::coordinator::Coordinator
 
@@ -361,7 +361,7 @@ pub fn run_seed(seed: u64) -> Result<RunReport, String> {
             let entry = w.entry();
             let key = w.key(k);
             if let Some(entry) = entry {
-                if w.read(usize::MAX, entry, &key, Quorum::All, 5_000)
+                if w.read(history::FINAL_READER, entry, &key, Quorum::All, 5_000)
                     .await
                     .is_some()
                 {
@@ -391,7 +391,7 @@ pub fn run_seed(seed: u64) -> Result<RunReport, String> {
             .reads
             .iter()
             .rev()
-            .find(|r| r.key == key && r.client == usize::MAX)
+            .find(|r| r.key == key && r.client == history::FINAL_READER)
         else {
             return Err(format!("seed {seed}: no final read of key-{k}"));
         };

@@ -35,7 +35,7 @@ fn simulation_seeds() {
             let count: u64 = std::env::var("TERN_SIM_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(200);
+                .unwrap_or(500);
             (0..count).map(|i| 0x7e57_0000 + i).collect()
         }
     };
