@@ -125,6 +125,24 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
                 }
             },
         };
+        let owner = Replica {
+            node: self.me.node,
+            shard: target,
+        };
+        let stand_in = matches!(
+            req,
+            ReplicaRequestWire::Put {
+                hint_for: Some(_),
+                ..
+            }
+        );
+        if !stand_in && !pref.contains(&owner) {
+            // Sender and receiver disagree on the ring: refuse rather than store stray data.
+            return Err(WireError::new(
+                ErrorCode::NotOwner,
+                format!("{owner} is not a replica of this key on this node's ring"),
+            ));
+        }
         let req = wire::request_from_wire(req, move |_| pref, self.default_timeout_ms)?;
         let resp = if target == self.me.shard {
             self.coord.handle(req).await
