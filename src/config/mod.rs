@@ -266,6 +266,12 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax; RUST_LOG is used when absent) [default: info]
     #[arg(long)]
     pub log: Option<String>,
+    /// Start even when a commit-log segment is damaged before its tail: the rest of that
+    /// segment is skipped (and logged) instead of refusing to start. Writes in the skipped part
+    /// are lost on this replica. A flag only, never read from the config file, so it cannot stay
+    /// switched on by accident.
+    #[arg(long)]
+    pub skip_damaged_segments: bool,
 }
 
 /// The TOML file: same keys as the flags.
@@ -321,6 +327,8 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     pub pin_cpus: bool,
     pub log: Option<String>,
+    /// One-shot recovery override (flag only): see `ServeArgs::skip_damaged_segments`.
+    pub skip_damaged_segments: bool,
 }
 
 impl Config {
@@ -526,6 +534,7 @@ impl Config {
             connect_timeout_ms,
             pin_cpus: a.pin_cpus.or(f.pin_cpus).unwrap_or(true),
             log: a.log.clone().or(f.log),
+            skip_damaged_segments: a.skip_damaged_segments,
         })
     }
 

@@ -48,6 +48,7 @@ impl EngineStore {
         // frame: the frame limit is the record limit.
         ec.max_value_bytes = cfg.max_frame_bytes;
         ec.tombstone_grace_ms = cfg.tombstone_grace_ms;
+        ec.skip_damaged_segments = cfg.skip_damaged_segments;
         let engine = Engine::open(GlommioDisk::new(), ec)
             .await
             .map_err(|e| format!("cannot open the storage of shard {shard}: {e}"))?;

@@ -265,8 +265,9 @@ impl<D: Disk> CommitLog<D> {
                             format!(
                                 "commit-log record fails its checksum, but a later record at \
                                  offset {proof_at} shows it had been synced (acknowledged data \
-                                 is damaged); restart with skip_damaged_segments to skip the \
-                                 rest of this segment"
+                                 is damaged); restart with skip_damaged_segments \
+                                 (`tern serve --skip-damaged-segments`) to skip the rest of \
+                                 this segment, losing its later records on this replica"
                             ),
                         ));
                     }
