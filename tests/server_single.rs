@@ -241,3 +241,38 @@ fn random_and_mutated_frames_do_not_hurt_the_server() {
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
 }
+
+#[test]
+fn default_relative_data_dir_serves_writes() {
+    // The README's first command: no --data-dir, so ./tern-data relative to the working dir.
+    let port = free_ports(&[ip(1)], 2);
+    let cwd = temp_dir("reldir");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--shards=1", "--pin-cpus=false"])
+        .arg(format!("--port={port}"))
+        .current_dir(&cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while !hello_ok(addr.parse().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = (|| {
+        let mut c = Client::connect(&addr, ClientConfig::default())?;
+        c.put("rel", "ok", None)?;
+        c.get("rel")
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let g = result.unwrap().expect("written");
+    assert_eq!(&g.siblings[0].value[..], b"ok");
+    assert!(cwd.join("tern-data").join("shard-0").is_dir());
+}

@@ -140,7 +140,10 @@ impl Disk for GlommioDisk {
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = Directory::open(dir).await.map_err(to_io)?;
+        // glommio 0.9 opens directories relative to fd -1, not AT_FDCWD: a relative path (the
+        // default data dir is `./tern-data`) fails with EBADF. Resolve it first.
+        let dir = std::path::absolute(dir)?;
+        let d = Directory::open(&dir).await.map_err(to_io)?;
         d.sync().await.map_err(to_io)?;
         d.close().await.map_err(to_io)
     }
@@ -273,6 +276,19 @@ mod tests {
             assert!(disk.open(&q).await.is_err());
         });
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sync_dir_takes_a_relative_path() {
+        // The default data dir is relative (`./tern-data`); glommio resolves directories
+        // against fd -1 unless the path is absolute.
+        let rel = PathBuf::from(format!("target/tern-gd-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&rel).unwrap();
+        let r2 = rel.clone();
+        run(move || async move {
+            GlommioDisk::new().sync_dir(&r2).await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&rel);
     }
 
     #[test]
