@@ -11,16 +11,21 @@
 //! future resolves by its answer, the connection's failure, or `response_timeout`; dropping a
 //! future forgets its request (a late answer is discarded); dropping the last [`AsyncClient`]
 //! handle stops the driver and closes the socket.
+//!
+//! Per-request cost: request ids are consecutive, so pending requests live in a window indexed
+//! by `id - base` (no hashing), and since every request has the same timeout their deadlines
+//! grow with their id: the driver keeps ONE timer, on the oldest pending request's deadline,
+//! instead of one glommio timer per request (each was a reactor insert and remove).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -43,14 +48,105 @@ type Outcome = Result<ClientResponse, ClientError>;
 struct Slot {
     result: Option<Outcome>,
     waker: Option<Waker>,
+    /// When the request times out (send time + `response_timeout`).
+    deadline: Instant,
+}
+
+/// Requests waiting for an answer, by id. Ids are handed out consecutively, so `slots[i]` is
+/// request `base + i`; answered or forgotten requests leave `None` until the front catches up.
+/// Length is bounded by the requests sent within one `response_timeout` (each slot is freed by
+/// its answer, its future's drop, the timeout sweep, or the connection's close).
+#[derive(Default)]
+struct Pending {
+    base: u64,
+    slots: VecDeque<Option<Slot>>,
+    live: usize,
+}
+
+impl Pending {
+    fn new(first_id: u64) -> Self {
+        Pending {
+            base: first_id,
+            ..Pending::default()
+        }
+    }
+
+    /// Adds request `id`, which must be the next id after the last one added.
+    fn insert(&mut self, id: u64, slot: Slot) {
+        debug_assert_eq!(
+            id,
+            self.base + self.slots.len() as u64,
+            "request ids must be consecutive"
+        );
+        self.slots.push_back(Some(slot));
+        self.live += 1;
+    }
+
+    fn index(&self, id: u64) -> Option<usize> {
+        let i = usize::try_from(id.checked_sub(self.base)?).ok()?;
+        (i < self.slots.len()).then_some(i)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Slot> {
+        let i = self.index(id)?;
+        self.slots[i].as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Slot> {
+        let i = self.index(id)?;
+        let slot = self.slots[i].take()?;
+        self.live -= 1;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(slot)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// Deadline of the oldest request still waiting for its answer (deadlines grow with ids).
+    fn first_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .find(|s| s.result.is_none())
+            .map(|s| s.deadline)
+    }
+
+    /// Fails every unanswered request whose deadline passed; returns how many.
+    fn expire(&mut self, now: Instant, timeout: Duration) -> usize {
+        let mut n = 0;
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.deadline > now {
+                break;
+            }
+            if slot.result.is_none() {
+                slot.result = Some(Err(ClientError::ResponseTimeout {
+                    timeout_ms: timeout.as_millis() as u64,
+                }));
+                if let Some(w) = slot.waker.take() {
+                    w.wake();
+                }
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 struct State {
     enc: Encoder,
     out: Vec<u8>,
     next_id: u64,
-    pending: HashMap<u64, Slot>,
+    pending: Pending,
     driver: Option<Waker>,
+    /// The timeout sweeper's waker; `sweeper_idle` when it waits for a first pending request
+    /// (only then does a new request wake it).
+    sweeper: Option<Waker>,
+    sweeper_idle: bool,
     closed: Option<String>,
 }
 
@@ -76,6 +172,9 @@ impl Shared {
             }
         }
         if let Some(w) = st.driver.take() {
+            w.wake();
+        }
+        if let Some(w) = st.sweeper.take() {
             w.wake();
         }
     }
@@ -143,8 +242,10 @@ impl AsyncClient {
                 enc: Encoder::new(cfg.limits),
                 out: Vec::with_capacity(16 << 10),
                 next_id: 1,
-                pending: HashMap::new(),
+                pending: Pending::new(1),
                 driver: None,
+                sweeper: None,
+                sweeper_idle: false,
                 closed: None,
             }),
             sem: Rc::new(Semaphore::new(cfg.max_in_flight as u64)),
@@ -152,6 +253,7 @@ impl AsyncClient {
             peer,
         });
         glommio::spawn_local(drive(stream, shared.clone())).detach();
+        glommio::spawn_local(sweep(shared.clone())).detach();
         Ok(Self {
             _guard: Rc::new(HandleGuard(shared.clone())),
             shared,
@@ -165,7 +267,7 @@ impl AsyncClient {
 
     /// Requests sent and not yet answered (or given up).
     pub fn in_flight(&self) -> usize {
-        self.shared.state.borrow().pending.len()
+        self.shared.state.borrow().pending.live
     }
 
     /// Queues `req` now, without waiting for capacity: fails with `TooManyInFlight` when
@@ -259,25 +361,30 @@ impl AsyncClient {
         let State { enc, out, .. } = &mut *st;
         enc.encode_into(&env, out)
             .map_err(ClientError::InvalidRequest)?;
-        st.next_id = st.next_id.wrapping_add(1).max(1);
-        debug_assert!(
-            !st.pending.contains_key(&id),
-            "request id reused while in flight"
-        );
+        // u64 ids do not wrap in practice (585 years at 1e9 requests/s); the window relies on
+        // them being consecutive.
+        st.next_id = st.next_id.wrapping_add(1);
+        let deadline = Instant::now() + self.shared.cfg.response_timeout;
         st.pending.insert(
             id,
             Slot {
                 result: None,
                 waker: None,
+                deadline,
             },
         );
         if let Some(w) = st.driver.take() {
             w.wake();
         }
+        if st.sweeper_idle {
+            if let Some(w) = st.sweeper.take() {
+                st.sweeper_idle = false;
+                w.wake();
+            }
+        }
         Ok(ResponseFuture {
             shared: self.shared.clone(),
             id,
-            timer: Timer::new(self.shared.cfg.response_timeout),
             _permit: permit,
             done: false,
         })
@@ -288,7 +395,6 @@ impl AsyncClient {
 pub struct ResponseFuture {
     shared: Rc<Shared>,
     id: u64,
-    timer: Timer,
     _permit: StaticPermit,
     done: bool,
 }
@@ -310,30 +416,27 @@ impl Future for ResponseFuture {
         }
         {
             let mut st = this.shared.state.borrow_mut();
-            let closed = st.closed.clone();
-            match st.pending.get_mut(&this.id) {
+            match st.pending.get_mut(this.id) {
                 Some(slot) => {
                     if let Some(r) = slot.result.take() {
-                        st.pending.remove(&this.id);
+                        st.pending.remove(this.id);
                         this.done = true;
                         return Poll::Ready(r);
                     }
-                    slot.waker = Some(cx.waker().clone());
+                    // The driver's sweep times the request out (and wakes us).
+                    match &slot.waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => slot.waker = Some(cx.waker().clone()),
+                    }
                 }
                 None => {
                     this.done = true;
+                    let closed = st.closed.clone();
                     return Poll::Ready(Err(ClientError::Closed(
                         closed.unwrap_or_else(|| "request forgotten".into()),
                     )));
                 }
             }
-        }
-        if Pin::new(&mut this.timer).poll(cx).is_ready() {
-            this.shared.state.borrow_mut().pending.remove(&this.id);
-            this.done = true;
-            return Poll::Ready(Err(ClientError::ResponseTimeout {
-                timeout_ms: this.shared.cfg.response_timeout.as_millis() as u64,
-            }));
         }
         Poll::Pending
     }
@@ -342,7 +445,7 @@ impl Future for ResponseFuture {
 impl Drop for ResponseFuture {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.state.borrow_mut().pending.remove(&self.id);
+            self.shared.state.borrow_mut().pending.remove(self.id);
         }
     }
 }
@@ -360,6 +463,41 @@ async fn with_timeout<T>(d: Duration, fut: impl Future<Output = io::Result<T>>) 
 }
 
 const READ_CHUNK: usize = 64 << 10;
+
+/// Times requests out: sleeps until the oldest unanswered request's deadline, fails every
+/// request due by then, and repeats; idles while nothing is pending. Ends when the connection
+/// closes (`Shared::close` wakes it). One timer per connection, re-armed about once per
+/// `response_timeout` under steady load, instead of one per request.
+async fn sweep(shared: Rc<Shared>) {
+    let timeout = shared.cfg.response_timeout;
+    let mut timer: Option<Timer> = None;
+    std::future::poll_fn(|cx| loop {
+        let mut st = shared.state.borrow_mut();
+        if st.closed.is_some() {
+            return Poll::Ready(());
+        }
+        let now = Instant::now();
+        st.pending.expire(now, timeout);
+        let Some(due) = st.pending.first_deadline() else {
+            st.sweeper = Some(cx.waker().clone());
+            st.sweeper_idle = true;
+            timer = None;
+            return Poll::Pending;
+        };
+        st.sweeper = Some(cx.waker().clone());
+        st.sweeper_idle = false;
+        drop(st);
+        // A timer armed for an earlier request that was answered since fires early; the loop
+        // then finds nothing due and arms the next deadline.
+        let t = timer.get_or_insert_with(|| Timer::new(due.saturating_duration_since(now)));
+        if Pin::new(t).poll(cx).is_ready() {
+            timer = None;
+            continue;
+        }
+        return Poll::Pending;
+    })
+    .await;
+}
 
 /// Owns the socket: writes queued frames, reads and dispatches answers, until the connection
 /// fails or the last client handle is dropped.
@@ -444,7 +582,7 @@ fn dispatch(dec: &mut FrameDecoder, shared: &Shared) -> Result<(), String> {
             Err(f) => return Err(format!("undecodable frame from node: {}", f.error)),
         };
         let mut st = shared.state.borrow_mut();
-        match st.pending.get_mut(&id) {
+        match st.pending.get_mut(id) {
             Some(slot) => {
                 slot.result = Some(outcome);
                 if let Some(w) = slot.waker.take() {
@@ -453,5 +591,66 @@ fn dispatch(dec: &mut FrameDecoder, shared: &Shared) -> Result<(), String> {
             }
             None => tracing::debug!(id, "dropping answer to a request no one waits for"),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn slot(deadline: Instant) -> Slot {
+        Slot {
+            result: None,
+            waker: None,
+            deadline,
+        }
+    }
+
+    #[test]
+    fn window_frees_out_of_order_and_advances_its_base() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(1);
+        for id in 1..=4 {
+            p.insert(id, slot(t0 + Duration::from_millis(id)));
+        }
+        assert!(p.remove(3).is_some());
+        assert!(p.remove(3).is_none(), "a slot is freed once");
+        assert_eq!((p.base, p.slots.len(), p.live), (1, 4, 3));
+        assert!(p.remove(1).is_some());
+        assert_eq!(
+            (p.base, p.slots.len()),
+            (2, 3),
+            "front advances past freed slots"
+        );
+        assert!(p.remove(2).is_some());
+        assert_eq!((p.base, p.slots.len(), p.live), (4, 1, 1));
+        assert!(p.get_mut(0).is_none() && p.get_mut(3).is_none() && p.get_mut(9).is_none());
+        assert!(p.get_mut(4).is_some());
+        p.insert(5, slot(t0 + Duration::from_millis(5)));
+        assert_eq!(p.first_deadline(), Some(t0 + Duration::from_millis(4)));
+    }
+
+    #[test]
+    fn expire_fails_only_due_unanswered_requests() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(7);
+        for (i, id) in (7..=10).enumerate() {
+            p.insert(id, slot(t0 + Duration::from_millis(10 * i as u64)));
+        }
+        // Request 8 already has its answer: it must keep it.
+        p.get_mut(8).unwrap().result = Some(Err(ClientError::Closed("x".into())));
+        let n = p.expire(t0 + Duration::from_millis(15), Duration::from_millis(1));
+        assert_eq!(n, 1, "only request 7 is due and unanswered");
+        assert!(matches!(
+            p.get_mut(7).unwrap().result,
+            Some(Err(ClientError::ResponseTimeout { .. }))
+        ));
+        assert!(matches!(
+            p.get_mut(8).unwrap().result,
+            Some(Err(ClientError::Closed(_)))
+        ));
+        assert!(p.get_mut(9).unwrap().result.is_none());
+        assert_eq!(p.first_deadline(), Some(t0 + Duration::from_millis(20)));
     }
 }

@@ -7,7 +7,6 @@
 //! engine's table cap, so a linear scan of the heads beats a heap here.
 
 use std::cmp::Ordering;
-use std::collections::btree_map;
 use std::iter::Map;
 
 use super::entry::{InternalKey, Stored};
@@ -38,7 +37,7 @@ impl<I: Iterator<Item = (InternalKey, Stored)>> EntrySource for IterSource<I> {
 
 type CloneFn = fn((&InternalKey, &Stored)) -> (InternalKey, Stored);
 /// A whole memtable as a source (entries cloned; `Bytes` clones are reference counts).
-pub type MemtableSource<'a> = IterSource<Map<btree_map::Iter<'a, InternalKey, Stored>, CloneFn>>;
+pub type MemtableSource<'a> = IterSource<Map<super::memtable::Iter<'a>, CloneFn>>;
 
 pub fn memtable_source(m: &super::memtable::Memtable) -> MemtableSource<'_> {
     let f: CloneFn = |(k, v)| (k.clone(), v.clone());
