@@ -13,6 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tern::client::Topology;
 use thiserror::Error;
 
 /// Bundled load generator for tern and Redis.
@@ -77,9 +78,24 @@ pub struct RunArgs {
     /// Wire protocol of the target.
     #[arg(long, value_enum, default_value = "tern")]
     pub protocol: Protocol,
-    /// Server address (default 127.0.0.1:7700 for tern, 127.0.0.1:6379 for resp).
+    /// Server address (default 127.0.0.1:7700 for tern, 127.0.0.1:6379 for resp); a comma list
+    /// spreads the connections over several entry points (connection i uses entry i % count).
     #[arg(long)]
     pub addr: Option<String>,
+    /// tern cluster: the servers' --nodes list (id@ip:port/shards[#zone],...). Connections then
+    /// send each request to its key's owning shard (token-aware) unless --no-token-aware, which
+    /// uses the nodes' client ports as entry points instead. Replaces --addr.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Option<Vec<String>>,
+    /// The servers' --replication (with --nodes) [default: min(3, nodes)].
+    #[arg(long)]
+    pub replication: Option<usize>,
+    /// The servers' --vnodes (with --nodes) [default: 256].
+    #[arg(long)]
+    pub vnodes: Option<u32>,
+    /// With --nodes: send every request to a node's client port, not to its key's shard.
+    #[arg(long)]
+    pub no_token_aware: bool,
     /// CPUs to run on, one pinned executor each: "0" or "0,1".
     #[arg(long, default_value = "0", value_delimiter = ',')]
     pub cores: Vec<usize>,
@@ -236,11 +252,8 @@ fn secs(name: &str, v: f64) -> Result<Duration, ArgError> {
 impl RunArgs {
     /// Validates the arguments into a run configuration.
     pub fn config(&self) -> Result<RunConfig, ArgError> {
-        let addr = self.addr.clone().unwrap_or_else(|| match self.protocol {
-            Protocol::Tern => "127.0.0.1:7700".into(),
-            Protocol::Resp => "127.0.0.1:6379".into(),
-        });
-        let addr = resolve(&addr)?;
+        let (addrs, topology) = self.targets()?;
+        let addr = addrs[0];
         let (value_min, value_max) = parse_value_size(&self.value_size)?;
         let read_ratio = match (self.read_ratio, self.workload) {
             (Some(r), _) => r,
@@ -347,6 +360,8 @@ impl RunArgs {
                 strict: self.strict,
                 timeout_ms: 0,
             },
+            addrs,
+            topology,
             load_depth: self.load_pipeline,
             requests: self.requests,
             duration,
@@ -357,13 +372,55 @@ impl RunArgs {
         })
     }
 
+    /// The entry points (at least one) and, when token-aware, the cluster topology.
+    fn targets(&self) -> Result<(Vec<SocketAddr>, Option<Topology>), ArgError> {
+        if let Some(nodes) = &self.nodes {
+            if self.protocol != Protocol::Tern {
+                return Err(invalid("--nodes applies to --protocol tern only"));
+            }
+            if self.addr.is_some() {
+                return Err(invalid("give either --nodes or --addr, not both"));
+            }
+            let topo = Topology::from_node_list(nodes, self.replication, self.vnodes)
+                .map_err(|e| invalid(format!("--nodes: {e}")))?;
+            let addrs = topo.nodes().iter().map(|n| n.client_addr()).collect();
+            return Ok((addrs, (!self.no_token_aware).then_some(topo)));
+        }
+        if self.replication.is_some() || self.vnodes.is_some() || self.no_token_aware {
+            return Err(invalid(
+                "--replication, --vnodes and --no-token-aware need --nodes",
+            ));
+        }
+        let addr = self.addr.clone().unwrap_or_else(|| match self.protocol {
+            Protocol::Tern => "127.0.0.1:7700".into(),
+            Protocol::Resp => "127.0.0.1:6379".into(),
+        });
+        let addrs = addr
+            .split(',')
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| resolve(a.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if addrs.is_empty() {
+            return Err(ArgError::Addr(addr, "no address given".into()));
+        }
+        Ok((addrs, None))
+    }
+
     fn settings(&self, cfg: &RunConfig) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: String| {
             m.insert(k.to_owned(), v);
         };
         put("protocol", format!("{:?}", cfg.protocol).to_lowercase());
-        put("addr", cfg.params.addr.to_string());
+        put(
+            "addr",
+            cfg.addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        put("token_aware", cfg.topology.is_some().to_string());
         put("cores", format!("{:?}", cfg.cores));
         put("connections", cfg.connections.to_string());
         put("pipeline", cfg.params.depth.to_string());
@@ -502,5 +559,35 @@ mod tests {
         assert!(cli.run.config().is_err());
         let cli = Cli::try_parse_from(["loadgen", "plot", "--out", "x.svg", "a.json"]).unwrap();
         assert!(matches!(cli.cmd, Some(Cmd::Plot(_))));
+    }
+
+    #[test]
+    fn entry_points_and_token_aware_targets() {
+        let cli =
+            Cli::try_parse_from(["loadgen", "--addr", "127.0.0.1:7700,127.0.0.2:7700"]).unwrap();
+        let cfg = cli.run.config().unwrap();
+        assert_eq!(cfg.addrs.len(), 2);
+        assert!(cfg.topology.is_none());
+        let nodes = "1@127.0.0.1:7700/2,2@127.0.0.2:7700/2,3@127.0.0.3:7700/2";
+        let cli = Cli::try_parse_from(["loadgen", "--nodes", nodes]).unwrap();
+        let cfg = cli.run.config().unwrap();
+        assert_eq!(cfg.addrs.len(), 3);
+        let topo = cfg.topology.unwrap();
+        assert_eq!(topo.replication(), 3);
+        assert_eq!(topo.all_shards().count(), 6);
+        let cli = Cli::try_parse_from(["loadgen", "--nodes", nodes, "--no-token-aware"]).unwrap();
+        let cfg = cli.run.config().unwrap();
+        assert!(cfg.topology.is_none());
+        assert_eq!(cfg.addrs[2].to_string(), "127.0.0.3:7700");
+        // Refused: shard counts missing, both --addr and --nodes, --no-token-aware alone, resp.
+        for bad in [
+            vec!["loadgen", "--nodes", "1@127.0.0.1:7700"],
+            vec!["loadgen", "--nodes", nodes, "--addr", "127.0.0.1:7700"],
+            vec!["loadgen", "--no-token-aware"],
+            vec!["loadgen", "--protocol", "resp", "--nodes", nodes],
+        ] {
+            let cli = Cli::try_parse_from(bad.clone()).unwrap();
+            assert!(cli.run.config().is_err(), "{bad:?}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub struct RunConfig {
     pub spin: Option<Duration>,
     /// R, W and strict for tern requests.
     pub tern_opts: tern::client::OpOptions,
+    /// Entry points: connection `g` goes to `addrs[g % len]` (`params.addr` is the first).
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// tern only: route each request to its key's owning shard (token-aware client).
+    pub topology: Option<tern::client::Topology>,
 }
 
 /// What one core hands back.
@@ -231,6 +235,7 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         opts: cfg.tern_opts,
         contexts: Rc::default(),
         max_in_flight: cfg.params.depth.max(cfg.load_depth),
+        topology: cfg.topology.clone().map(Rc::new),
     };
     let mut pending = Vec::new();
     for i in 0..a.n_conns {
@@ -257,7 +262,11 @@ async fn core_main(a: CoreArgs) -> CoreResult {
         );
         let mut st = st;
         st.key_offset = cfg.key_offset;
-        let params = cfg.params.clone();
+        let mut params = cfg.params.clone();
+        if !cfg.addrs.is_empty() {
+            // `g % len` < len, so the index is in bounds.
+            params.addr = cfg.addrs[(g % cfg.addrs.len() as u64) as usize];
+        }
         let proto = cfg.protocol;
         let ts = tern_setup.clone();
         pending.push((

@@ -105,6 +105,13 @@ pub fn run(a: ClusterArgs) -> ExitCode {
     }
     println!("try: tern put --addr 127.0.0.1:{} hello world", a.port);
     println!("     tern get --addr 127.0.0.2:{} hello", a.port);
+    println!("node list (for token-aware clients and loadgen):");
+    let rep = a
+        .replication
+        .map(|n| format!(" --replication {n}"))
+        .unwrap_or_default();
+    println!("     --nodes {list}{rep}");
+    println!("     e.g. loadgen --nodes {list}{rep} --workload a --load --duration 10");
     println!("stop with Ctrl-C (stops every node)");
     let mut failed = false;
     'wait: while !stop.load(Ordering::Acquire) {

@@ -7,6 +7,8 @@
 //! - [`async_client::AsyncClient`]: `glommio::net::TcpStream`, for code running inside a glommio
 //!   executor (the load generator). Any number of tasks may call it at once; requests are
 //!   pipelined on one connection (up to `max_in_flight`) and answers matched by request id.
+//! - [`routing`]: token-aware wrappers of both ([`RoutedClient`], [`AsyncRoutedClient`]) that
+//!   send each request to its key's owning shard, computed from a [`Topology`] with the ring.
 //!
 //! Invariants: a request breaking a [`Limits`] check is refused before it is sent; every wait
 //! for the network is bounded (`connect_timeout`, `response_timeout`); request ids are unique
@@ -16,6 +18,7 @@ pub mod async_client;
 pub mod blocking;
 mod context;
 mod error;
+pub mod routing;
 
 use std::time::Duration;
 
@@ -30,6 +33,7 @@ pub use async_client::AsyncClient;
 pub use blocking::Client;
 pub use context::Context;
 pub use error::ClientError;
+pub use routing::{AsyncRoutedClient, RoutedClient, RoutingError, Topology};
 
 /// Per-operation choices: read quorum R, write quorum W, strict quorum, server-side timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

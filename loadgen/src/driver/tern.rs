@@ -1,5 +1,7 @@
 //! tern driver: one connection through `tern::client::AsyncClient` (flatbuffers protocol,
-//! pipelined, answers matched by request id).
+//! pipelined, answers matched by request id), or, token-aware (`--nodes`), one
+//! `tern::client::AsyncRoutedClient`: a connection to every shard of the cluster, each request
+//! sent to its key's owning shard.
 //!
 //! Owns the client handle and `depth` worker tasks per connection, each of which takes the next
 //! planned request from the connection's [`ConnState`], sends it with [`AsyncClient::send`]
@@ -21,9 +23,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tern::client::{
-    delete_request, get_request, get_result, put_request, write_result, AsyncClient, ClientConfig,
-    ClientError, Context, OpOptions,
+    async_client::ResponseFuture, delete_request, get_request, get_result, put_request,
+    write_result, AsyncClient, AsyncRoutedClient, ClientConfig, ClientError, Context, OpOptions,
+    Topology,
 };
+use tern::net::ClientRequest;
 
 /// Reconnect attempts per phase before the connection gives up.
 const MAX_RECONNECTS: u32 = 5;
@@ -39,13 +43,32 @@ pub struct TernSetup {
     pub contexts: ContextCache,
     /// Most requests in flight the client allows (the deepest pipeline of any phase).
     pub max_in_flight: usize,
+    /// Token-aware routing: the cluster's topology (None: talk to `params.addr` only).
+    pub topology: Option<Rc<Topology>>,
+}
+
+/// One connection, or a token-aware set of them.
+#[derive(Clone)]
+enum Client {
+    Plain(AsyncClient),
+    Routed(AsyncRoutedClient),
+}
+
+impl Client {
+    fn send(&self, req: &ClientRequest) -> Result<ResponseFuture, ClientError> {
+        match self {
+            Client::Plain(c) => c.send(req),
+            Client::Routed(c) => c.send(req),
+        }
+    }
 }
 
 /// The client handle, replaced when the connection breaks.
 struct Link {
     params: ConnParams,
     cfg: ClientConfig,
-    client: RefCell<Option<AsyncClient>>,
+    topology: Option<Rc<Topology>>,
+    client: RefCell<Option<Client>>,
     reconnects: Cell<u32>,
     /// Set while one worker reconnects, so the others wait instead of piling on.
     reconnecting: Cell<bool>,
@@ -61,13 +84,23 @@ pub struct TernConn {
     health: Rc<Health>,
 }
 
-async fn open(params: &ConnParams, cfg: ClientConfig) -> Result<AsyncClient, TargetError> {
-    AsyncClient::connect(&params.addr.to_string(), cfg)
-        .await
-        .map_err(|e| TargetError::Connect {
-            addr: params.addr,
-            reason: e.to_string(),
-        })
+async fn open(
+    params: &ConnParams,
+    cfg: ClientConfig,
+    topology: Option<&Rc<Topology>>,
+) -> Result<Client, TargetError> {
+    let res = match topology {
+        Some(t) => AsyncRoutedClient::connect(t.clone(), cfg)
+            .await
+            .map(Client::Routed),
+        None => AsyncClient::connect(&params.addr.to_string(), cfg)
+            .await
+            .map(Client::Plain),
+    };
+    res.map_err(|e| TargetError::Connect {
+        addr: params.addr,
+        reason: e.to_string(),
+    })
 }
 
 /// A short, stable name for an error kind: its variant (the details vary per request and would
@@ -96,11 +129,12 @@ impl TernConn {
             max_in_flight: setup.max_in_flight.max(params.depth).max(1),
             ..ClientConfig::default()
         };
-        let client = open(&params, cfg).await?;
+        let client = open(&params, cfg, setup.topology.as_ref()).await?;
         Ok(TernConn {
             link: Rc::new(Link {
                 params: params.clone(),
                 cfg,
+                topology: setup.topology.clone(),
                 client: RefCell::new(Some(client)),
                 reconnects: Cell::new(0),
                 reconnecting: Cell::new(false),
@@ -132,7 +166,7 @@ impl TernConn {
 }
 
 /// The current client and its generation, reconnecting (bounded) if it broke. None: give up.
-async fn client_of(link: &Link) -> Option<(AsyncClient, u64)> {
+async fn client_of(link: &Link) -> Option<(Client, u64)> {
     loop {
         if let Some(c) = link.client.borrow().as_ref() {
             return Some((c.clone(), link.generation.get()));
@@ -147,7 +181,7 @@ async fn client_of(link: &Link) -> Option<(AsyncClient, u64)> {
         link.reconnecting.set(true);
         link.reconnects.set(link.reconnects.get() + 1);
         glommio::timer::sleep(RECONNECT_BACKOFF).await;
-        if let Ok(c) = open(&link.params, link.cfg).await {
+        if let Ok(c) = open(&link.params, link.cfg, link.topology.as_ref()).await {
             *link.client.borrow_mut() = Some(c);
         }
         link.reconnecting.set(false);
