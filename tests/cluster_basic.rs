@@ -157,6 +157,17 @@ fn killed_replica_w2_r2_work_w3_fails_naming_it_and_read_repair_heals_it() {
         }
         other => panic!("expected a quorum error, got {other:?}"),
     }
+    // The coordinator logs the failure with its request span (written before it answered).
+    let log = c.nodes[0].read_log();
+    assert!(
+        log.lines().any(|l| l.contains("request failed")
+            && l.contains("op=\"put\"")
+            && l.contains("acked=2")),
+        "node 1 logged no failed-request line:\n{log}"
+    );
+    // Each failed replica is named once in the text a user reads.
+    let text = err.to_string();
+    assert_eq!(text.matches("node 3 shard 0: ").count(), 1, "{text}");
     // Node 3 comes back without "while-down"; a read through node 1 repairs it.
     c.node(3).restart();
     assert_eq!(replica_values(&c.nodes[2], "while-down").unwrap(), None);

@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a node (one executor per shard) until SIGTERM/SIGINT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read a key: every concurrent version and the causal context.
     Get(client_cmds::GetArgs),
     /// Write a value (pass the context from `get` to replace what you read).

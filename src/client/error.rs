@@ -52,10 +52,9 @@ pub enum ClientError {
     #[error("value too large: {0}")]
     ValueTooLarge(String),
     /// Fewer replicas than needed acknowledged (or answered) before the deadline.
-    #[error(
-        "quorum failed: {acked} of {needed} replicas answered: {message}{}",
-        fmt_failed(failed)
-    )]
+    /// `message` is the coordinator's account and already names each failed replica; `failed`
+    /// holds the same list for programs.
+    #[error("quorum failed: {acked} of {needed} replicas answered: {message}")]
     QuorumFailed {
         message: String,
         acked: u8,
@@ -63,10 +62,7 @@ pub enum ClientError {
         failed: Vec<FailedReplica>,
     },
     /// The node's deadline for the request expired.
-    #[error(
-        "timed out: {acked} of {needed} replicas answered: {message}{}",
-        fmt_failed(failed)
-    )]
+    #[error("timed out: {acked} of {needed} replicas answered: {message}")]
     Timeout {
         message: String,
         acked: u8,
@@ -88,13 +84,6 @@ pub enum ClientError {
     /// Any other code (including codes newer than this client).
     #[error("{code}: {message}")]
     Server { code: ErrorCode, message: String },
-}
-
-fn fmt_failed(failed: &[FailedReplica]) -> String {
-    failed
-        .iter()
-        .map(|r| format!("; node {} shard {}: {}", r.node, r.shard, r.reason))
-        .collect()
 }
 
 impl From<WireError> for ClientError {

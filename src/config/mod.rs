@@ -27,6 +27,8 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 /// Room for a maximal value plus key, context and envelope.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = (2 << 20) + (64 << 10);
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
+/// Far above a healthy p99 (about 1 ms here), so the log stays quiet unless something stalls.
+pub const DEFAULT_SLOW_REQUEST_MS: u64 = 100;
 pub const DEFAULT_SIBLING_CAP: usize = 64;
 pub const DEFAULT_TOMBSTONE_GRACE_MS: u64 = 10 * 24 * 3600 * 1000;
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 64 << 20;
@@ -230,6 +232,9 @@ pub struct ServeArgs {
     /// Default request timeout [default: 2000]
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Requests slower than this are logged at warn with their span; 0 turns it off [default: 100]
+    #[arg(long)]
+    pub slow_request_ms: Option<u64>,
     /// Largest value accepted [default: 1048576]
     #[arg(long)]
     pub max_value_bytes: Option<usize>,
@@ -287,6 +292,7 @@ struct FileConfig {
     replication: Option<usize>,
     vnodes: Option<u32>,
     timeout_ms: Option<u64>,
+    slow_request_ms: Option<u64>,
     max_value_bytes: Option<usize>,
     max_frame_bytes: Option<usize>,
     sibling_cap: Option<usize>,
@@ -314,6 +320,8 @@ pub struct Config {
     pub replication: usize,
     pub vnodes: u32,
     pub timeout_ms: u64,
+    /// Requests that take longer are logged (warn, with a span); 0: never.
+    pub slow_request_ms: u64,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
     pub max_frame_bytes: usize,
@@ -415,6 +423,17 @@ impl Config {
         let timeout_ms = a.timeout_ms.or(f.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
         if !(1..=600_000).contains(&timeout_ms) {
             return Err(out_of_range("timeout_ms", "1..=600000", timeout_ms));
+        }
+        let slow_request_ms = a
+            .slow_request_ms
+            .or(f.slow_request_ms)
+            .unwrap_or(DEFAULT_SLOW_REQUEST_MS);
+        if slow_request_ms > 600_000 {
+            return Err(out_of_range(
+                "slow_request_ms",
+                "0..=600000",
+                slow_request_ms,
+            ));
         }
         let max_value_bytes = a
             .max_value_bytes
@@ -521,6 +540,7 @@ impl Config {
             replication,
             vnodes,
             timeout_ms,
+            slow_request_ms,
             max_key_bytes: MAX_KEY_BYTES,
             max_value_bytes,
             max_frame_bytes,

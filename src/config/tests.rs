@@ -171,6 +171,13 @@ fn rejects_out_of_range_limits() {
         ),
         (
             ServeArgs {
+                slow_request_ms: Some(600_001),
+                ..args()
+            },
+            "slow_request_ms",
+        ),
+        (
+            ServeArgs {
                 sync: Some("sometimes".into()),
                 ..args()
             },

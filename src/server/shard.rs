@@ -58,10 +58,74 @@ pub struct ShardDispatch<S: ShardStore> {
     coord: Rc<ShardCoordinator<S>>,
     transport: Rc<ShardTransport>,
     default_timeout_ms: u64,
+    /// Requests slower than this are logged; `None`: never.
+    slow_request: Option<Duration>,
 }
 
 impl<S: ShardStore> Dispatch for ShardDispatch<S> {
     async fn client(&self, req: ClientRequest) -> Result<ClientResponse, WireError> {
+        // The fast path pays one clock read; a span is built only for a slow or failed request,
+        // so the log says what was asked, of whom, how long it took and why it failed.
+        let started = Instant::now();
+        let op = match &req {
+            ClientRequest::Get(_) => "get",
+            ClientRequest::Put(_) => "put",
+            ClientRequest::Delete(_) => "delete",
+        };
+        let key_len = req.key().len();
+        let res = self.client_inner(req).await;
+        let took = started.elapsed();
+        let slow = self.slow_request.is_some_and(|limit| took >= limit);
+        if slow || res.is_err() {
+            let span = tracing::warn_span!(
+                "request",
+                node = self.me.node,
+                shard = self.me.shard,
+                op,
+                key_len
+            );
+            let _enter = span.enter();
+            let took_us = took.as_micros() as u64;
+            match &res {
+                // Failures the coordinator saw (replicas, deadlines, overload) are the operator's
+                // business; refusals of a bad request are the client's and stay at debug.
+                Err(e) if is_server_side(e.code) => {
+                    tracing::warn!(took_us, code = ?e.code, acked = e.acked, needed = e.needed, error = %e.message, "request failed")
+                }
+                Err(e) => {
+                    tracing::debug!(took_us, code = ?e.code, error = %e.message, "request refused")
+                }
+                Ok(_) => tracing::warn!(took_us, "slow request"),
+            }
+        }
+        res
+    }
+
+    async fn replica(
+        &self,
+        shard: Option<u16>,
+        req: ReplicaRequestWire,
+    ) -> Result<ReplicaResponseWire, WireError> {
+        self.replica_inner(shard, req).await
+    }
+}
+
+/// Errors that say something about the cluster's health rather than about the request.
+fn is_server_side(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::QuorumFailed
+            | ErrorCode::Timeout
+            | ErrorCode::Overloaded
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::Unknown
+            | ErrorCode::Other(_)
+    )
+}
+
+impl<S: ShardStore> ShardDispatch<S> {
+    async fn client_inner(&self, req: ClientRequest) -> Result<ClientResponse, WireError> {
         let pref = self.view.preference_list(req.key());
         match req {
             ClientRequest::Get(g) => {
@@ -101,7 +165,7 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
         }
     }
 
-    async fn replica(
+    async fn replica_inner(
         &self,
         shard: Option<u16>,
         req: ReplicaRequestWire,
@@ -259,6 +323,7 @@ where
         coord: coord.clone(),
         transport: transport.clone(),
         default_timeout_ms: cfg.timeout_ms,
+        slow_request: (cfg.slow_request_ms > 0).then(|| Duration::from_millis(cfg.slow_request_ms)),
     });
     let conn_limits = ConnLimits {
         net: limits,
