@@ -119,6 +119,16 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         } else {
             mine.context.clone()
         };
+        let ack = PutAck {
+            dot,
+            context: ack_context,
+            acked: 1,
+        };
+        if preference.len() == 1 {
+            // N=1: our own write is the quorum; no fan-out (and no deadline) to set up.
+            debug_assert_eq!(w, 1);
+            return ReplicaResponse::Coordinated(ack);
+        }
         let others: Vec<(Replica, ReplicaRequest)> = preference
             .iter()
             .filter(|r| **r != self.me)
@@ -155,9 +165,8 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
             self.spawner.spawn(Box::pin(drain(fan, key)));
         }
         ReplicaResponse::Coordinated(PutAck {
-            dot,
-            context: ack_context,
             acked: u32::try_from(acked).unwrap_or(u32::MAX),
+            ..ack
         })
     }
 }

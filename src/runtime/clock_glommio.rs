@@ -392,6 +392,121 @@ mod tests {
         });
     }
 
+    /// A transport whose calls to the own shard would only run the local handler, and that
+    /// must never be used for them (nor for anything else here).
+    struct LocalOnly;
+
+    impl crate::coordinator::Transport for LocalOnly {
+        fn self_calls_are_local(&self) -> bool {
+            true
+        }
+
+        async fn call(
+            &self,
+            to: crate::coordinator::Replica,
+            _req: crate::coordinator::ReplicaRequest,
+        ) -> Result<crate::coordinator::ReplicaResponse, crate::coordinator::TransportError>
+        {
+            panic!("the coordinator sent a request for {to} through the transport")
+        }
+    }
+
+    /// A store whose operations never complete (a disk that stopped answering).
+    struct Stuck;
+
+    impl crate::coordinator::ReplicaStore for Stuck {
+        async fn get(
+            &self,
+            _key: &[u8],
+        ) -> Result<Option<crate::version::Record>, crate::coordinator::StoreError> {
+            std::future::pending().await
+        }
+
+        async fn update<F>(
+            &self,
+            _key: &[u8],
+            _f: F,
+        ) -> Result<Option<crate::version::Record>, crate::coordinator::StoreError>
+        where
+            F: FnOnce(
+                Option<&crate::version::Record>,
+            )
+                -> Result<Option<crate::version::Record>, crate::version::VersionError>,
+        {
+            std::future::pending().await
+        }
+    }
+
+    #[test]
+    fn n1_requests_to_this_shard_bypass_the_transport_and_keep_their_deadline() {
+        use crate::coordinator::{
+            CoordError, Coordinator, CoordinatorConfig, FailureReason, MemStore, Replica,
+            RequestOptions,
+        };
+        glommio::LocalExecutor::default().run(async {
+            let me = Replica { node: 1, shard: 0 };
+            let opts = RequestOptions {
+                timeout_ms: Some(50),
+                ..RequestOptions::default()
+            };
+            let key = bytes::Bytes::from_static(b"k");
+            let value = Some(bytes::Bytes::from_static(b"v"));
+            let coord = Coordinator::new(
+                me,
+                CoordinatorConfig::new(1, 1),
+                Rc::new(LocalOnly),
+                Rc::new(GlommioClock::new()),
+                Rc::new(MemStore::new()),
+                Rc::new(GlommioSpawner),
+            )
+            .unwrap();
+            let ack = coord
+                .put(key.clone(), value.clone(), Default::default(), &[me], &opts)
+                .await
+                .unwrap();
+            assert_eq!(ack.acked, 1);
+            let got = coord.get(key.clone(), &[me], &opts).await.unwrap();
+            assert_eq!(got.replied, 1);
+            assert_eq!(got.record.values().count(), 1);
+            assert_eq!(got.record.context(), ack.context);
+
+            let stuck = Coordinator::new(
+                me,
+                CoordinatorConfig::new(1, 1),
+                Rc::new(LocalOnly),
+                Rc::new(GlommioClock::new()),
+                Rc::new(Stuck),
+                Rc::new(GlommioSpawner),
+            )
+            .unwrap();
+            for write in [true, false] {
+                let started = Instant::now();
+                let err = if write {
+                    stuck
+                        .put(key.clone(), value.clone(), Default::default(), &[me], &opts)
+                        .await
+                        .map(|_| ())
+                        .unwrap_err()
+                } else {
+                    stuck
+                        .get(key.clone(), &[me], &opts)
+                        .await
+                        .map(|_| ())
+                        .unwrap_err()
+                };
+                let took = started.elapsed();
+                assert!(took >= Duration::from_millis(50), "failed early: {took:?}");
+                assert!(took < Duration::from_secs(2), "deadline late: {took:?}");
+                match err {
+                    CoordError::Quorum(q) => {
+                        assert_eq!(q.failures, vec![(me, FailureReason::TimedOut)]);
+                    }
+                    other => panic!("expected a quorum timeout, got {other:?}"),
+                }
+            }
+        });
+    }
+
     /// Waits (bounded) until `cond` holds, yielding to the executor in between.
     async fn eventually(what: &str, cond: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
