@@ -1,7 +1,9 @@
 //! Client-facing operations: `get` (fan-out, R replies, read repair) and `put`/`delete` (forward
 //! to a replica of the key, which coordinates). Runs on whichever shard received the request.
 
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use tracing::debug;
@@ -173,12 +175,18 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         deadline: u64,
     ) -> Option<CallResult> {
         if target == self.me && self.transport.self_calls_are_local() {
-            let work = async { Some(Ok(self.handle(req).await)) };
-            let expiry = async {
-                self.clock.sleep_until(deadline).await;
-                None
-            };
-            return futures_lite::future::or(work, expiry).await;
+            // Pinned locals polled by reference: moving them into a combinator would keep a
+            // second copy of the handler's state in this future (sizes add up per await level).
+            let mut work = std::pin::pin!(self.handle(req));
+            let mut expiry = std::pin::pin!(self.clock.sleep_until(deadline));
+            return std::future::poll_fn(|cx| {
+                if let Poll::Ready(resp) = work.as_mut().poll(cx) {
+                    return Poll::Ready(Some(Ok(resp)));
+                }
+                // Registered only when the handler did not finish at once.
+                expiry.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
         }
         let mut fan = FanOut::start(&self.transport, &self.clock, deadline, [(target, req)]);
         match fan.next().await {
