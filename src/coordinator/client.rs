@@ -1,12 +1,14 @@
 //! Client-facing operations: `get` (fan-out, R replies, read repair) and `put`/`delete` (forward
 //! to a replica of the key, which coordinates). Runs on whichever shard received the request.
 
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use tracing::debug;
 
-use super::fanout::{FanOut, Next};
+use super::fanout::{CallResult, FanOut, Next};
 use super::replica::failure_of;
 use super::{CoordError, Coordinator, GetReply, ReplicaStore, RequestOptions};
 use crate::runtime::clock::{Clock, Spawner};
@@ -30,6 +32,31 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         let n = self.check_preference(preference)?;
         let r = opts.r.resolve(n, "R")?;
         let deadline = self.deadline(opts.timeout_ms)?;
+        if let [only] = preference {
+            if *only == self.me && self.transport.self_calls_are_local() {
+                // N=1 and the replica is this shard: nothing to merge or repair.
+                debug_assert_eq!(r, 1);
+                let failure = match self
+                    .call_one(*only, ReplicaRequest::Get { key }, deadline)
+                    .await
+                {
+                    Some(Ok(ReplicaResponse::GetOk { record })) => {
+                        return Ok(GetReply {
+                            record: record.unwrap_or_default(),
+                            replied: 1,
+                        })
+                    }
+                    Some(other) => failure_of(other, "get"),
+                    None => FailureReason::TimedOut,
+                };
+                return Err(CoordError::Quorum(QuorumError {
+                    op: QuorumOp::Read,
+                    needed: r,
+                    acked: 0,
+                    failures: vec![(*only, failure)],
+                }));
+            }
+        }
         let calls = preference
             .iter()
             .map(|p| (*p, ReplicaRequest::Get { key: key.clone() }));
@@ -69,7 +96,7 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         &self,
         key: Bytes,
         value: Option<Bytes>,
-        context: VersionVector,
+        mut context: VersionVector,
         preference: &[Replica],
         opts: &RequestOptions,
     ) -> Result<PutAck, CoordError> {
@@ -86,32 +113,36 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
         let n = self.check_preference(preference)?;
         let w = opts.w.resolve(n, "W")?;
         let deadline = self.deadline(opts.timeout_ms)?;
-        let mut order: Vec<Replica> = preference
+        let order = preference
             .iter()
             .filter(|p| p.node == self.me.node)
-            .copied()
-            .collect();
-        order.extend(preference.iter().filter(|p| p.node != self.me.node));
+            .chain(preference.iter().filter(|p| p.node != self.me.node))
+            .copied();
         let mut failures: Vec<(Replica, FailureReason)> = Vec::new();
-        for target in order {
+        for (i, target) in order.enumerate() {
             let now = self.clock.now_ms();
             if now >= deadline {
                 failures.push((target, FailureReason::TimedOut));
                 continue;
             }
+            // The last candidate gets the context itself: no copy for the usual single attempt.
+            let context = if i + 1 == n {
+                std::mem::take(&mut context)
+            } else {
+                context.clone()
+            };
             let req = ReplicaRequest::Coordinate(CoordinateRequest {
                 key: key.clone(),
                 value: value.clone(),
-                context: context.clone(),
+                context,
                 w: u32::try_from(w).unwrap_or(u32::MAX),
                 strict: opts.strict,
                 timeout_ms: deadline - now,
                 preference: preference.to_vec(),
             });
-            let mut fan = FanOut::start(&self.transport, &self.clock, deadline, [(target, req)]);
-            match fan.next().await {
-                Next::Reply(_, Ok(ReplicaResponse::Coordinated(ack))) => return Ok(ack),
-                Next::Reply(_, Ok(ReplicaResponse::Failed(f))) => match f {
+            match self.call_one(target, req, deadline).await {
+                Some(Ok(ReplicaResponse::Coordinated(ack))) => return Ok(ack),
+                Some(Ok(ReplicaResponse::Failed(f))) => match f {
                     // The write happened at the coordinator: retrying elsewhere would not help.
                     ReplicaFailure::Quorum(q) => return Err(CoordError::Quorum(q)),
                     ReplicaFailure::TooManySiblings { count, limit } => {
@@ -122,8 +153,8 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
                     }
                     other => failures.push((target, FailureReason::Replica(Box::new(other)))),
                 },
-                Next::Reply(_, other) => failures.push((target, failure_of(other, "coordinate"))),
-                Next::Expired | Next::Done => failures.push((target, FailureReason::TimedOut)),
+                Some(other) => failures.push((target, failure_of(other, "coordinate"))),
+                None => failures.push((target, FailureReason::TimedOut)),
             }
         }
         Err(CoordError::Quorum(QuorumError {
@@ -132,6 +163,36 @@ impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X
             acked: 0,
             failures,
         }))
+    }
+
+    /// One call under `deadline`; `None` when it passed first. A call to this very shard runs
+    /// its handler here when the transport would do only that anyway (no boxed futures, no
+    /// transport hop); the deadline is enforced the same way.
+    async fn call_one(
+        &self,
+        target: Replica,
+        req: ReplicaRequest,
+        deadline: u64,
+    ) -> Option<CallResult> {
+        if target == self.me && self.transport.self_calls_are_local() {
+            // Pinned locals polled by reference: moving them into a combinator would keep a
+            // second copy of the handler's state in this future (sizes add up per await level).
+            let mut work = std::pin::pin!(self.handle(req));
+            let mut expiry = std::pin::pin!(self.clock.sleep_until(deadline));
+            return std::future::poll_fn(|cx| {
+                if let Poll::Ready(resp) = work.as_mut().poll(cx) {
+                    return Poll::Ready(Some(Ok(resp)));
+                }
+                // Registered only when the handler did not finish at once.
+                expiry.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+        }
+        let mut fan = FanOut::start(&self.transport, &self.clock, deadline, [(target, req)]);
+        match fan.next().await {
+            Next::Reply(_, reply) => Some(reply),
+            Next::Expired | Next::Done => None,
+        }
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), CoordError> {

@@ -6,7 +6,6 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use crate::runtime::clock::Clock;
 use crate::runtime::transport::{
@@ -56,10 +55,10 @@ impl FanOut {
             })
             .collect();
         let c = Rc::clone(clock);
-        let wait = Duration::from_millis(deadline_ms.saturating_sub(clock.now_ms()));
         FanOut {
             pending,
-            deadline: Box::pin(async move { c.sleep(wait).await }),
+            // Registered at its first poll, i.e. only when a call did not answer at once.
+            deadline: Box::pin(async move { c.sleep_until(deadline_ms).await }),
             expired: false,
         }
     }

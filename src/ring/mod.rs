@@ -176,6 +176,16 @@ impl Ring {
         if want == 0 {
             return out;
         }
+        if want == 1 && !self.vnodes.is_empty() {
+            // The first vnode clockwise is always taken (no node or zone used yet): skip the
+            // bookkeeping vectors, which cost three allocations per request at N=1.
+            let v = self.vnodes[self.vnodes.partition_point(|v| v.token < tok) % self.vnodes.len()];
+            out.push(Replica {
+                node: self.nodes[v.node as usize].id,
+                shard: v.shard,
+            });
+            return out;
+        }
         let mut taken = vec![false; self.nodes.len()];
         let mut zone_used = vec![false; self.zone_count as usize];
         let mut zones_used = 0u32;

@@ -18,6 +18,14 @@ pub trait Clock: 'static {
     fn unix_ms(&self) -> u64;
     /// Complete after `d` has passed on this clock.
     async fn sleep(&self, d: Duration);
+    /// Complete once `now_ms() >= at_ms` (at once if it already is). Deadlines are absolute
+    /// `now_ms` values, so an implementation can skip re-reading the clock to convert them.
+    async fn sleep_until(&self, at_ms: u64) {
+        let now = self.now_ms();
+        if at_ms > now {
+            self.sleep(Duration::from_millis(at_ms - now)).await;
+        }
+    }
 }
 
 /// A detached, single-threaded background task (read repair, put fan-out past the quorum).

@@ -175,4 +175,12 @@ pub trait Transport: 'static {
         to: Replica,
         req: ReplicaRequest,
     ) -> Result<ReplicaResponse, TransportError>;
+
+    /// Whether a call addressed to the caller's own shard would only run that shard's handler
+    /// (no network, no failure of its own). Then the coordinator serves such a request itself,
+    /// under the same deadline, without boxing it through [`Transport::call`]. A transport that
+    /// models self-calls (the simulation's) keeps the default.
+    fn self_calls_are_local(&self) -> bool {
+        false
+    }
 }

@@ -94,7 +94,7 @@ impl Out {
 pub async fn serve_conn<D, S>(stream: TcpStream, dispatch: Rc<D>, limits: ConnLimits, stop: S)
 where
     D: Dispatch,
-    S: Future<Output = ()>,
+    S: Future<Output = ()> + 'static,
 {
     let peer = stream
         .peer_addr()
@@ -134,6 +134,15 @@ where
     });
     let writer = glommio::spawn_local(write_loop(wstream, out.clone(), wake_rx)).detach();
     let permits = Rc::new(Semaphore::new(limits.max_inflight.max(1) as u64));
+    // `stop` runs in its own task: raced directly against the read loop it would be polled at
+    // every wake-up of the connection, i.e. per request, and the server's stop future polls a
+    // glommio timer (a clock read and a timer re-check each time: 2-3% of GET CPU). The
+    // watcher is cancelled when it is dropped at the end of this function.
+    let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
+    let watcher = glommio::spawn_local(async move {
+        stop.await;
+        let _ = stop_tx.try_send(());
+    });
     let reason = futures_lite::future::or(
         read_loop(
             &mut stream,
@@ -145,11 +154,12 @@ where
             is_peer,
         ),
         async {
-            stop.await;
+            let _ = stop_rx.recv().await;
             "shutting down".to_owned()
         },
     )
     .await;
+    drop(watcher);
     tracing::debug!(%peer, %reason, "connection read side done");
     // Let every running request finish (each is bounded by its own deadline) and be answered.
     let _ = permits.acquire(limits.max_inflight.max(1) as u64).await;

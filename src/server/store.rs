@@ -85,6 +85,9 @@ impl ReplicaStore for EngineStore {
         let engine = self.engine()?;
         // The record as it was, for the "nothing written" answer.
         let unchanged: RefCell<Option<Record>> = RefCell::new(None);
+        // The record written, answered as is: decoding the payload we just encoded from it
+        // would cost a second parse and its allocations per write.
+        let written: RefCell<Option<Record>> = RefCell::new(None);
         let res = engine
             .update(key, |old| {
                 let old = match old {
@@ -93,16 +96,27 @@ impl ReplicaStore for EngineStore {
                 };
                 let new = f(old.as_ref()).map_err(Refusal::Version)?;
                 *unchanged.borrow_mut() = old;
-                Ok(new.map(|r| NewRecord {
-                    payload: Bytes::from(r.encode()),
-                    tombstone_at_ms: r.tombstone_at_ms(),
+                Ok(new.map(|r| {
+                    let rec = NewRecord {
+                        payload: Bytes::from(r.encode()),
+                        tombstone_at_ms: r.tombstone_at_ms(),
+                    };
+                    *written.borrow_mut() = Some(r);
+                    rec
                 }))
             })
             .await;
         match res {
-            Ok(Some(stored)) => decode(&stored.payload)
-                .map(Some)
-                .map_err(|reason| StoreError::Failed { reason }),
+            Ok(Some(stored)) => match written.into_inner() {
+                Some(r) => {
+                    debug_assert_eq!(Bytes::from(r.encode()), stored.payload);
+                    Ok(Some(r))
+                }
+                // Unreachable (the engine stores only what the closure returned); decode then.
+                None => decode(&stored.payload)
+                    .map(Some)
+                    .map_err(|reason| StoreError::Failed { reason }),
+            },
             Ok(None) => Ok(unchanged.into_inner()),
             Err(UpdateError::Rejected(Refusal::Version(v))) => Err(StoreError::Rejected(v)),
             Err(UpdateError::Rejected(Refusal::Corrupt(reason))) => {

@@ -154,7 +154,16 @@ pub struct CommitLog<D: Disk> {
     st: RefCell<State<D::File>>,
     flushing: Cell<bool>,
     epoch: Cell<u64>,
+    /// Reused by every flush round for its padded snapshot of the segment tail, so a round
+    /// allocates nothing (a fresh multi-KiB Vec per round cost 1.8% of durable-PUT CPU, most
+    /// of it glibc consolidating fastbins for the large allocation).
+    scratch: RefCell<Vec<u8>>,
+    /// The waiter list's spare half: the round's end swaps it in instead of allocating anew.
+    spare_waiters: RefCell<Vec<Waker>>,
 }
+
+/// Largest flush snapshot buffer kept for reuse (a bigger one is freed after its round).
+const MAX_SCRATCH: usize = 1 << 20;
 
 fn seg_name(prefix: &str, seq: u64) -> String {
     format!("{prefix}-{seq:020}.seg")
@@ -326,6 +335,8 @@ impl<D: Disk> CommitLog<D> {
             st: RefCell::new(st),
             flushing: Cell::new(false),
             epoch: Cell::new(0),
+            scratch: RefCell::new(Vec::new()),
+            spare_waiters: RefCell::new(Vec::new()),
         };
         Ok((log, report))
     }
@@ -428,7 +439,11 @@ impl<D: Disk> CommitLog<D> {
                 }
                 .await;
             } else {
-                self.flush_round().await?;
+                // Boxed: a round (file acquisition, DMA write, fsync) is a large state machine
+                // that only the round's leader runs; inline, it would inflate the future of
+                // every durable write that merely waits (5.7 KiB per request before, copied
+                // into each request task).
+                Box::pin(self.flush_round()).await?;
             }
         }
     }
@@ -543,7 +558,9 @@ impl<D: Disk> CommitLog<D> {
                 if seg.buf.len() == seg.flushed {
                     None
                 } else {
-                    let mut bytes = seg.buf.clone();
+                    let mut bytes = self.scratch.take();
+                    bytes.clear();
+                    bytes.extend_from_slice(&seg.buf);
                     let padded = bytes.len().div_ceil(ALIGN as usize) * ALIGN as usize;
                     bytes.resize(padded, 0);
                     Some((
@@ -573,7 +590,11 @@ impl<D: Disk> CommitLog<D> {
             let Some(file) = file else {
                 return Err(self.poison(&path, &io::Error::other("segment file missing")));
             };
-            if let Err(e) = file.write_at(&bytes, base).await {
+            let written = file.write_at(&bytes, base).await;
+            if bytes.capacity() <= MAX_SCRATCH {
+                *self.scratch.borrow_mut() = bytes;
+            }
+            if let Err(e) = written {
                 return Err(self.poison(&path, &e));
             }
             if let Err(e) = file.sync().await {
@@ -688,10 +709,12 @@ impl<D: Disk> Drop for RoundGuard<'_, D> {
     fn drop(&mut self) {
         self.log.flushing.set(false);
         self.log.epoch.set(self.log.epoch.get() + 1);
-        let waiters = std::mem::take(&mut self.log.st.borrow_mut().waiters);
-        for w in waiters {
+        let mut waiters = self.log.spare_waiters.take();
+        std::mem::swap(&mut waiters, &mut self.log.st.borrow_mut().waiters);
+        for w in waiters.drain(..) {
             w.wake();
         }
+        *self.log.spare_waiters.borrow_mut() = waiters;
     }
 }
 

@@ -574,7 +574,9 @@ impl<D: Disk> Inner<D> {
                 return Err(StorageError::Closed);
             }
             if !self.cfg.background {
-                background::run_one(self, false).await?;
+                // Boxed: a flush or compaction is a large state machine that would otherwise
+                // be part of every write's future (tests run without the background task).
+                Box::pin(background::run_one(self, false)).await?;
                 continue;
             }
             self.bg_wake.notify();
@@ -600,7 +602,9 @@ impl<D: Disk> Inner<D> {
             maybe
         };
         for t in tables {
-            if let Some(v) = t.get(ik).await? {
+            // Boxed: an SSTable read (index, block cache, DMA read) is a large state machine;
+            // inline it would inflate every read's and write's future even on memtable hits.
+            if let Some(v) = Box::pin(t.get(ik)).await? {
                 return Ok(Some(v));
             }
         }
