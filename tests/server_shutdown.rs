@@ -137,4 +137,5 @@ fn cluster_command_starts_nodes_and_stops_them_by_pid() {
     for i in 1..=3 {
         assert!(dir.join(format!("node{i}")).join("LOCK").exists());
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

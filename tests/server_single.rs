@@ -108,6 +108,7 @@ fn large_values_roundtrip_and_oversize_is_refused() {
         "{}",
         stderr(&o)
     );
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]
@@ -275,4 +276,5 @@ fn default_relative_data_dir_serves_writes() {
     let g = result.unwrap().expect("written");
     assert_eq!(&g.siblings[0].value[..], b"ok");
     assert!(cwd.join("tern-data").join("shard-0").is_dir());
+    let _ = std::fs::remove_dir_all(&cwd);
 }

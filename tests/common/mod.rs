@@ -245,6 +245,12 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // A passing test leaves nothing behind (a cluster run writes hundreds of MB of
+        // preallocated segments); a failing one keeps its data and log for the post-mortem.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
