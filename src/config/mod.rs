@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = (2 << 20) + (64 << 10);
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 /// Far above a healthy p99 (about 1 ms here), so the log stays quiet unless something stalls.
 pub const DEFAULT_SLOW_REQUEST_MS: u64 = 100;
+/// Longest idle busy-poll accepted: past a few ms it is a spinning core, not a latency knob.
+pub const MAX_IDLE_POLL_US: u64 = 10_000;
 pub const DEFAULT_SIBLING_CAP: usize = 64;
 pub const DEFAULT_TOMBSTONE_GRACE_MS: u64 = 10 * 24 * 3600 * 1000;
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 64 << 20;
@@ -268,6 +270,10 @@ pub struct ServeArgs {
     /// Pin shard i to CPU i % cpus [default: true]
     #[arg(long)]
     pub pin_cpus: Option<bool>,
+    /// Busy-poll this long for new work before an idle shard sleeps (only with pinned shards);
+    /// trades CPU for wake-up latency, for hosts where shard cores are dedicated [default: 0]
+    #[arg(long)]
+    pub idle_poll_us: Option<u64>,
     /// Log filter (tracing EnvFilter syntax; RUST_LOG is used when absent) [default: info]
     #[arg(long)]
     pub log: Option<String>,
@@ -304,6 +310,7 @@ struct FileConfig {
     peer_connections: Option<usize>,
     connect_timeout_ms: Option<u64>,
     pin_cpus: Option<bool>,
+    idle_poll_us: Option<u64>,
     log: Option<String>,
 }
 
@@ -334,6 +341,8 @@ pub struct Config {
     pub peer_connections: usize,
     pub connect_timeout_ms: u64,
     pub pin_cpus: bool,
+    /// Busy-poll time before an idle shard parks (0: park at once); applies to pinned shards.
+    pub idle_poll_us: u64,
     pub log: Option<String>,
     /// One-shot recovery override (flag only): see `ServeArgs::skip_damaged_segments`.
     pub skip_damaged_segments: bool,
@@ -433,6 +442,14 @@ impl Config {
                 "slow_request_ms",
                 "0..=600000",
                 slow_request_ms,
+            ));
+        }
+        let idle_poll_us = a.idle_poll_us.or(f.idle_poll_us).unwrap_or(0);
+        if idle_poll_us > MAX_IDLE_POLL_US {
+            return Err(out_of_range(
+                "idle_poll_us",
+                format!("0..={MAX_IDLE_POLL_US}"),
+                idle_poll_us,
             ));
         }
         let max_value_bytes = a
@@ -553,6 +570,7 @@ impl Config {
             peer_connections,
             connect_timeout_ms,
             pin_cpus: a.pin_cpus.or(f.pin_cpus).unwrap_or(true),
+            idle_poll_us,
             log: a.log.clone().or(f.log),
             skip_damaged_segments: a.skip_damaged_segments,
         })

@@ -23,6 +23,7 @@ fn defaults_make_a_single_node() {
     assert_eq!(c.max_value_bytes, 1 << 20);
     assert_eq!(c.sibling_cap, 64);
     assert_eq!(c.sync, SyncMode::Durable);
+    assert_eq!(c.idle_poll_us, 0, "never spin unless asked");
     assert_eq!(c.data_dir, PathBuf::from("./tern-data"));
     assert_eq!(c.me().shard_addr(1).port(), DEFAULT_PORT + 2);
 }
@@ -178,6 +179,13 @@ fn rejects_out_of_range_limits() {
         ),
         (
             ServeArgs {
+                idle_poll_us: Some(10_001),
+                ..args()
+            },
+            "idle_poll_us",
+        ),
+        (
+            ServeArgs {
                 sync: Some("sometimes".into()),
                 ..args()
             },
@@ -233,7 +241,7 @@ mod tempfile_path {
 #[test]
 fn toml_file_fills_settings_and_flags_win() {
     let file = write_toml(
-        "port = 9100\nshards = 3\nsibling_cap = 8\nsync = \"periodic:5\"\nnodes = [\"1@127.0.0.1:9100\", \"2@127.0.0.2:9100#b\"]\n",
+        "port = 9100\nshards = 3\nsibling_cap = 8\nidle_poll_us = 50\nsync = \"periodic:5\"\nnodes = [\"1@127.0.0.1:9100\", \"2@127.0.0.2:9100#b\"]\n",
     );
     let a = ServeArgs {
         config: Some(file.0.clone()),
@@ -246,6 +254,7 @@ fn toml_file_fills_settings_and_flags_win() {
     assert_eq!(c.node_id, 1);
     assert_eq!(c.nodes[1].zone.as_deref(), Some("b"));
     assert_eq!(c.replication, 2);
+    assert_eq!(c.idle_poll_us, 50);
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub struct ExecutorSpec {
     pub pin: bool,
     /// Thread name prefix, e.g. `tern-shard`.
     pub name: String,
+    /// Busy-poll for new work this long before parking an idle executor. glommio honours it
+    /// only for pinned executors; zero parks at once (shared hosts must not spin).
+    pub idle_poll: Duration,
 }
 
 /// Runs `f(shard)` on one executor per shard and waits for all of them; returns their results in
@@ -54,8 +57,7 @@ where
         let f = f.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("{}-{shard}", spec.name))
-            // Shared hosts: never busy-poll while idle.
-            .spin_before_park(Duration::ZERO)
+            .spin_before_park(spec.idle_poll)
             .spawn(move || f(shard))
             .map_err(|e| RuntimeError::Start {
                 shard,
@@ -109,6 +111,7 @@ mod tests {
             shards: 3,
             pin: false,
             name: "test-shard".into(),
+            idle_poll: Duration::ZERO,
         };
         let out = run_shards(&spec, |shard| async move { u32::from(shard) * 10 }).unwrap();
         assert_eq!(out, vec![0, 10, 20]);
@@ -120,6 +123,7 @@ mod tests {
             shards: 2,
             pin: false,
             name: "test-panic".into(),
+            idle_poll: Duration::ZERO,
         };
         let err = run_shards(&spec, |shard| async move {
             assert!(shard != 1, "deliberate test panic");

@@ -292,6 +292,7 @@ mod tests {
             shards,
             pin: false,
             name: "mesh-test".into(),
+            idle_poll: std::time::Duration::ZERO,
         };
         let done = Arc::new(AtomicUsize::new(0));
         let out = run_shards(&spec, move |me| {

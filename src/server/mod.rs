@@ -103,6 +103,7 @@ where
         shards: cfg.shards,
         pin: cfg.pin_cpus,
         name: "tern-shard".into(),
+        idle_poll: std::time::Duration::from_micros(cfg.idle_poll_us),
     };
     let results = run_shards(&spec, move |shard| {
         let shared = shared.clone();
