@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -250,14 +250,24 @@ async fn read_loop<D: Dispatch>(
             let id = env.request_id;
             match env.message {
                 Message::Request(req) => {
-                    glommio::spawn_local(client_task(
-                        dispatch.clone(),
-                        out.clone(),
-                        id,
-                        req,
-                        permit,
-                    ))
-                    .detach();
+                    let read = matches!(req, ClientRequest::Get(_));
+                    let task = client_task(dispatch.clone(), out.clone(), id, req, permit);
+                    if read {
+                        // A read usually completes without waiting (a memtable hit): poll it
+                        // once here and spawn a task only when it has to wait. Saves glommio's
+                        // per-task work (task header, executor notifier lookup, scheduling,
+                        // waker refcounts) for most reads. The no-op waker is safe because the
+                        // spawned task polls the future again at once (`spawn_local` runs it
+                        // right away), and every future re-registers its waker on each poll.
+                        // Writes nearly always wait for the commit log: spawned directly.
+                        let mut task = Box::pin(task);
+                        let mut cx = Context::from_waker(Waker::noop());
+                        if task.as_mut().poll(&mut cx).is_pending() {
+                            glommio::spawn_local(task).detach();
+                        }
+                    } else {
+                        glommio::spawn_local(task).detach();
+                    }
                 }
                 Message::Replica(_) if !is_peer => {
                     drop(permit);
