@@ -21,148 +21,156 @@ use crate::version::{Record, VersionVector};
 impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
     /// Read `key` from its `preference` list (N replicas, from the ring): ask all, answer with
     /// the merge of the first R replies, repair stale replicas in the background.
-    #[tracing::instrument(level = "debug", skip_all, fields(me = %self.me, key_len = key.len()))]
-    pub async fn get(
-        &self,
+    ///
+    /// `get` and `put` are plain `fn`s returning `async move` blocks: an `async fn` keeps each
+    /// argument twice in its state (the argument slot and the local it is moved into), and
+    /// these futures are part of every client request's task (see `conn::client_task_size`).
+    #[allow(clippy::manual_async_fn)] // deliberately not `async fn`: see above
+    pub fn get<'a>(
+        &'a self,
         key: Bytes,
-        preference: &[Replica],
-        opts: &RequestOptions,
-    ) -> Result<GetReply, CoordError> {
-        self.check_key(&key)?;
-        let n = self.check_preference(preference)?;
-        let r = opts.r.resolve(n, "R")?;
-        let deadline = self.deadline(opts.timeout_ms)?;
-        if let [only] = preference {
-            if *only == self.me && self.transport.self_calls_are_local() {
-                // N=1 and the replica is this shard: nothing to merge or repair.
-                debug_assert_eq!(r, 1);
-                let failure = match self
-                    .call_one(*only, ReplicaRequest::Get { key }, deadline)
-                    .await
-                {
-                    Some(Ok(ReplicaResponse::GetOk { record })) => {
-                        return Ok(GetReply {
-                            record: record.unwrap_or_default(),
-                            replied: 1,
-                        })
+        preference: &'a [Replica],
+        opts: &'a RequestOptions,
+    ) -> impl Future<Output = Result<GetReply, CoordError>> + 'a {
+        async move {
+            self.check_key(&key)?;
+            let n = self.check_preference(preference)?;
+            let r = opts.r.resolve(n, "R")?;
+            let deadline = self.deadline(opts.timeout_ms)?;
+            if let [only] = preference {
+                if *only == self.me && self.transport.self_calls_are_local() {
+                    // N=1 and the replica is this shard: nothing to merge or repair.
+                    debug_assert_eq!(r, 1);
+                    let failure = match self
+                        .call_one(*only, ReplicaRequest::Get { key }, deadline)
+                        .await
+                    {
+                        Some(Ok(ReplicaResponse::GetOk { record })) => {
+                            return Ok(GetReply {
+                                record: record.unwrap_or_default(),
+                                replied: 1,
+                            })
+                        }
+                        Some(other) => failure_of(other, "get"),
+                        None => FailureReason::TimedOut,
+                    };
+                    return Err(CoordError::Quorum(QuorumError {
+                        op: QuorumOp::Read,
+                        needed: r,
+                        acked: 0,
+                        failures: vec![(*only, failure)],
+                    }));
+                }
+            }
+            let calls = preference
+                .iter()
+                .map(|p| (*p, ReplicaRequest::Get { key: key.clone() }));
+            let mut fan = FanOut::start(&self.transport, &self.clock, deadline, calls);
+            let mut replies: Vec<(Replica, Record)> = Vec::with_capacity(n);
+            let mut failures = Vec::new();
+            while replies.len() < r {
+                match fan.next().await {
+                    Next::Reply(p, Ok(ReplicaResponse::GetOk { record })) => {
+                        replies.push((p, record.unwrap_or_default()));
                     }
-                    Some(other) => failure_of(other, "get"),
-                    None => FailureReason::TimedOut,
-                };
+                    Next::Reply(p, other) => failures.push((p, failure_of(other, "get"))),
+                    Next::Expired | Next::Done => break,
+                }
+            }
+            if replies.len() < r {
+                failures.extend(fan.unanswered().map(|p| (p, FailureReason::TimedOut)));
                 return Err(CoordError::Quorum(QuorumError {
                     op: QuorumOp::Read,
                     needed: r,
-                    acked: 0,
-                    failures: vec![(*only, failure)],
+                    acked: replies.len(),
+                    failures,
                 }));
             }
+            let record = Record::sync_all(replies.iter().map(|(_, rec)| rec));
+            let replied = replies.len();
+            self.read_repair(key, preference.to_vec(), replies, &record, fan);
+            Ok(GetReply { record, replied })
         }
-        let calls = preference
-            .iter()
-            .map(|p| (*p, ReplicaRequest::Get { key: key.clone() }));
-        let mut fan = FanOut::start(&self.transport, &self.clock, deadline, calls);
-        let mut replies: Vec<(Replica, Record)> = Vec::with_capacity(n);
-        let mut failures = Vec::new();
-        while replies.len() < r {
-            match fan.next().await {
-                Next::Reply(p, Ok(ReplicaResponse::GetOk { record })) => {
-                    replies.push((p, record.unwrap_or_default()));
-                }
-                Next::Reply(p, other) => failures.push((p, failure_of(other, "get"))),
-                Next::Expired | Next::Done => break,
-            }
-        }
-        if replies.len() < r {
-            failures.extend(fan.unanswered().map(|p| (p, FailureReason::TimedOut)));
-            return Err(CoordError::Quorum(QuorumError {
-                op: QuorumOp::Read,
-                needed: r,
-                acked: replies.len(),
-                failures,
-            }));
-        }
-        let record = Record::sync_all(replies.iter().map(|(_, rec)| rec));
-        let replied = replies.len();
-        self.read_repair(key, preference.to_vec(), replies, &record, fan);
-        Ok(GetReply { record, replied })
     }
 
     /// Write `value` (`None` deletes) with the client's causal `context`: forwarded to a replica
     /// of the key, this node's own first, then the others in preference order while they are
     /// unreachable. A retry after a lost connection may apply the write twice, as two concurrent
     /// siblings with the same value: never a lost or reordered write.
-    #[tracing::instrument(level = "debug", skip_all, fields(me = %self.me, key_len = key.len()))]
-    pub async fn put(
-        &self,
+    #[allow(clippy::manual_async_fn)] // deliberately not `async fn`: see `get`
+    pub fn put<'a>(
+        &'a self,
         key: Bytes,
         value: Option<Bytes>,
         mut context: VersionVector,
-        preference: &[Replica],
-        opts: &RequestOptions,
-    ) -> Result<PutAck, CoordError> {
-        self.check_key(&key)?;
-        if let Some(v) = &value {
-            if v.len() > self.cfg.max_value_bytes {
-                return Err(CoordError::InvalidRequest(format!(
-                    "value of {} bytes exceeds the limit of {} bytes",
-                    v.len(),
-                    self.cfg.max_value_bytes
-                )));
+        preference: &'a [Replica],
+        opts: &'a RequestOptions,
+    ) -> impl Future<Output = Result<PutAck, CoordError>> + 'a {
+        async move {
+            self.check_key(&key)?;
+            if let Some(v) = &value {
+                if v.len() > self.cfg.max_value_bytes {
+                    return Err(CoordError::InvalidRequest(format!(
+                        "value of {} bytes exceeds the limit of {} bytes",
+                        v.len(),
+                        self.cfg.max_value_bytes
+                    )));
+                }
             }
+            let n = self.check_preference(preference)?;
+            let w = opts.w.resolve(n, "W")?;
+            let deadline = self.deadline(opts.timeout_ms)?;
+            let order = preference
+                .iter()
+                .filter(|p| p.node == self.me.node)
+                .chain(preference.iter().filter(|p| p.node != self.me.node))
+                .copied();
+            let mut failures: Vec<(Replica, FailureReason)> = Vec::new();
+            for (i, target) in order.enumerate() {
+                let now = self.clock.now_ms();
+                if now >= deadline {
+                    failures.push((target, FailureReason::TimedOut));
+                    continue;
+                }
+                // The last candidate gets the context itself: no copy for the usual single attempt.
+                let context = if i + 1 == n {
+                    std::mem::take(&mut context)
+                } else {
+                    context.clone()
+                };
+                let req = ReplicaRequest::Coordinate(CoordinateRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                    context,
+                    w: u32::try_from(w).unwrap_or(u32::MAX),
+                    strict: opts.strict,
+                    timeout_ms: deadline - now,
+                    preference: preference.to_vec(),
+                });
+                match self.call_one(target, req, deadline).await {
+                    Some(Ok(ReplicaResponse::Coordinated(ack))) => return Ok(ack),
+                    Some(Ok(ReplicaResponse::Failed(f))) => match f {
+                        // The write happened at the coordinator: retrying elsewhere would not help.
+                        ReplicaFailure::Quorum(q) => return Err(CoordError::Quorum(q)),
+                        ReplicaFailure::TooManySiblings { count, limit } => {
+                            return Err(CoordError::TooManySiblings { count, limit })
+                        }
+                        ReplicaFailure::Invalid { reason } => {
+                            return Err(CoordError::InvalidRequest(reason))
+                        }
+                        other => failures.push((target, FailureReason::Replica(Box::new(other)))),
+                    },
+                    Some(other) => failures.push((target, failure_of(other, "coordinate"))),
+                    None => failures.push((target, FailureReason::TimedOut)),
+                }
+            }
+            Err(CoordError::Quorum(QuorumError {
+                op: QuorumOp::Write,
+                needed: w,
+                acked: 0,
+                failures,
+            }))
         }
-        let n = self.check_preference(preference)?;
-        let w = opts.w.resolve(n, "W")?;
-        let deadline = self.deadline(opts.timeout_ms)?;
-        let order = preference
-            .iter()
-            .filter(|p| p.node == self.me.node)
-            .chain(preference.iter().filter(|p| p.node != self.me.node))
-            .copied();
-        let mut failures: Vec<(Replica, FailureReason)> = Vec::new();
-        for (i, target) in order.enumerate() {
-            let now = self.clock.now_ms();
-            if now >= deadline {
-                failures.push((target, FailureReason::TimedOut));
-                continue;
-            }
-            // The last candidate gets the context itself: no copy for the usual single attempt.
-            let context = if i + 1 == n {
-                std::mem::take(&mut context)
-            } else {
-                context.clone()
-            };
-            let req = ReplicaRequest::Coordinate(CoordinateRequest {
-                key: key.clone(),
-                value: value.clone(),
-                context,
-                w: u32::try_from(w).unwrap_or(u32::MAX),
-                strict: opts.strict,
-                timeout_ms: deadline - now,
-                preference: preference.to_vec(),
-            });
-            match self.call_one(target, req, deadline).await {
-                Some(Ok(ReplicaResponse::Coordinated(ack))) => return Ok(ack),
-                Some(Ok(ReplicaResponse::Failed(f))) => match f {
-                    // The write happened at the coordinator: retrying elsewhere would not help.
-                    ReplicaFailure::Quorum(q) => return Err(CoordError::Quorum(q)),
-                    ReplicaFailure::TooManySiblings { count, limit } => {
-                        return Err(CoordError::TooManySiblings { count, limit })
-                    }
-                    ReplicaFailure::Invalid { reason } => {
-                        return Err(CoordError::InvalidRequest(reason))
-                    }
-                    other => failures.push((target, FailureReason::Replica(Box::new(other)))),
-                },
-                Some(other) => failures.push((target, failure_of(other, "coordinate"))),
-                None => failures.push((target, FailureReason::TimedOut)),
-            }
-        }
-        Err(CoordError::Quorum(QuorumError {
-            op: QuorumOp::Write,
-            needed: w,
-            acked: 0,
-            failures,
-        }))
     }
 
     /// One call under `deadline`; `None` when it passed first. A call to this very shard runs

@@ -13,7 +13,9 @@
 //!   a node in a zone already used is skipped while unused zones remain, so replicas span
 //!   `min(n, zones)` zones; skipped nodes fill the list afterwards, in ring order.
 //!
-//! Invariant (checked in debug builds): `vnodes` is sorted by `(token, node, vnode index)`.
+//! Invariant (checked in debug builds): `vnodes` is sorted by `(token, node, vnode index)`, and
+//! `bucket_start[b]` is the first vnode whose token is `>= b << bucket_shift` (a lookup table so
+//! finding a token's position touches two cache lines, not a binary search's ~11).
 
 use std::collections::HashMap;
 
@@ -88,6 +90,38 @@ pub struct Ring {
     zone_of: Vec<u32>,
     zone_count: u32,
     vnodes: Vec<VNode>,
+    /// `bucket_start[b]`: index of the first vnode with `token >= b << bucket_shift`;
+    /// `bucket_start.len()` is a power of two plus one (the last entry is `vnodes.len()`).
+    bucket_start: Vec<u32>,
+    bucket_shift: u32,
+}
+
+/// At most this many buckets (`2^16`, 256 KiB of index): enough for ~1 vnode per bucket up to
+/// 64 Ki vnodes (32 nodes at the default weight); bigger rings search a few per bucket.
+const MAX_BUCKET_BITS: u32 = 16;
+
+/// The bucket index of sorted `vnodes`: about one vnode per bucket, at most
+/// `2^MAX_BUCKET_BITS` buckets. Returns `(bucket_start, shift)`, see [`Ring`].
+fn bucket_index(vnodes: &[VNode]) -> (Vec<u32>, u32) {
+    let bits = vnodes
+        .len()
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(1, MAX_BUCKET_BITS);
+    let shift = 64 - bits;
+    let buckets = 1usize << bits;
+    let mut start = Vec::with_capacity(buckets + 1);
+    let mut i = 0usize;
+    for b in 0..buckets {
+        let lower = (b as u64) << shift;
+        while i < vnodes.len() && vnodes[i].token < lower {
+            i += 1;
+        }
+        // Vnode counts are bounded by MAX_WEIGHT x POINTS_PER_VNODE x nodes, far below u32.
+        start.push(u32::try_from(i).unwrap_or(u32::MAX));
+    }
+    start.push(u32::try_from(vnodes.len()).unwrap_or(u32::MAX));
+    (start, shift)
 }
 
 /// The token of a key: where it sits on the ring.
@@ -139,12 +173,28 @@ impl Ring {
         // Equal tokens (astronomically rare) are ordered by node id so every node agrees.
         vnodes.sort_by_key(|v| (v.token, nodes[v.node as usize].id, v.shard));
         debug_assert!(vnodes.windows(2).all(|w| w[0].token <= w[1].token));
+        let (bucket_start, bucket_shift) = bucket_index(&vnodes);
         Ok(Ring {
             nodes: nodes.to_vec(),
             zone_of,
             zone_count: zones.len() as u32,
             vnodes,
+            bucket_start,
+            bucket_shift,
         })
+    }
+
+    /// Index of the first vnode whose token is `>= tok` (`vnodes.len()` when none is): the same
+    /// as `vnodes.partition_point(|v| v.token < tok)`, narrowed by the bucket index first.
+    fn first_at_or_after(&self, tok: u64) -> usize {
+        let b = (tok >> self.bucket_shift) as usize;
+        let (lo, hi) = (
+            self.bucket_start[b] as usize,
+            self.bucket_start[b + 1] as usize,
+        );
+        let i = lo + self.vnodes[lo..hi].partition_point(|v| v.token < tok);
+        debug_assert_eq!(i, self.vnodes.partition_point(|v| v.token < tok));
+        i
     }
 
     pub fn nodes(&self) -> &[NodeSpec] {
@@ -179,7 +229,7 @@ impl Ring {
         if want == 1 && !self.vnodes.is_empty() {
             // The first vnode clockwise is always taken (no node or zone used yet): skip the
             // bookkeeping vectors, which cost three allocations per request at N=1.
-            let v = self.vnodes[self.vnodes.partition_point(|v| v.token < tok) % self.vnodes.len()];
+            let v = self.vnodes[self.first_at_or_after(tok) % self.vnodes.len()];
             out.push(Replica {
                 node: self.nodes[v.node as usize].id,
                 shard: v.shard,
@@ -191,7 +241,7 @@ impl Ring {
         let mut zones_used = 0u32;
         // Nodes passed over because their zone was already used, in ring order.
         let mut skipped: Vec<(u32, u16)> = Vec::new();
-        let start = self.vnodes.partition_point(|v| v.token < tok);
+        let start = self.first_at_or_after(tok);
         let len = self.vnodes.len();
         // Bounded: one full turn of the ring.
         for step in 0..len {

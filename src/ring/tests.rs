@@ -67,6 +67,25 @@ fn node_order_in_the_list_does_not_matter() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+    /// The bucket index finds the same position as a binary search over all vnodes, for any
+    /// token (including both ends of the token space and exact vnode tokens).
+    #[test]
+    fn bucket_index_agrees_with_binary_search(
+        count in 1usize..6,
+        seed in any::<u32>(),
+        weight in 1u32..300,
+        toks in prop::collection::vec(any::<u64>(), 1..200),
+    ) {
+        let nodes: Vec<NodeSpec> =
+            ids(count, seed).into_iter().map(|id| node(id, 2, weight, None)).collect();
+        let ring = Ring::new(&nodes).unwrap();
+        let exact = ring.vnodes.iter().take(50).map(|v| v.token);
+        for tok in toks.into_iter().chain([0, u64::MAX]).chain(exact) {
+            let want = ring.vnodes.partition_point(|v| v.token < tok);
+            prop_assert_eq!(ring.first_at_or_after(tok), want);
+        }
+    }
+
     #[test]
     fn preference_list_has_n_distinct_nodes(
         count in 1usize..8,

@@ -8,11 +8,13 @@
 //! cross-shard calls still find their target, then close the store.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use glommio::net::TcpListener;
 
 use super::conn::{serve_conn, ConnLimits, Dispatch};
@@ -26,8 +28,8 @@ use crate::coordinator::{
 };
 use crate::membership::ClusterView;
 use crate::net::{
-    ClientRequest, ClientResponse, ErrorCode, Limits, ReplicaRequestWire, ReplicaResponseWire,
-    WireError,
+    ClientRequest, ClientResponse, DeleteRequest, ErrorCode, GetRequest, Limits, PutRequest,
+    ReplicaRequestWire, ReplicaResponseWire, ReqOptions, WireError,
 };
 use crate::runtime::clock_glommio::{GlommioClock, GlommioSpawner};
 use crate::runtime::mesh::{Handler, MeshSetup, ShardMesh};
@@ -63,42 +65,84 @@ pub struct ShardDispatch<S: ShardStore> {
 }
 
 impl<S: ShardStore> Dispatch for ShardDispatch<S> {
-    async fn client(&self, req: ClientRequest) -> Result<ClientResponse, WireError> {
-        // The fast path pays one clock read; a span is built only for a slow or failed request,
-        // so the log says what was asked, of whom, how long it took and why it failed.
-        let started = Instant::now();
+    // A plain `fn` returning one `async move` block, not nested `async fn`s: an `async fn`
+    // keeps each argument twice in its state (argument slot and the local it is moved into), a
+    // callee taking `req` by value keeps it again, and this future is most of every request's
+    // task (`conn::client_task_size`).
+    fn client(
+        self: Rc<Self>,
+        req: ClientRequest,
+    ) -> impl Future<Output = Result<ClientResponse, WireError>> + 'static {
+        // What the log line needs, taken before `req` is taken apart.
         let op = match &req {
             ClientRequest::Get(_) => "get",
             ClientRequest::Put(_) => "put",
             ClientRequest::Delete(_) => "delete",
         };
         let key_len = req.key().len();
-        let res = self.client_inner(req).await;
-        let took = started.elapsed();
-        let slow = self.slow_request.is_some_and(|limit| took >= limit);
-        if slow || res.is_err() {
-            let span = tracing::warn_span!(
-                "request",
-                node = self.me.node,
-                shard = self.me.shard,
-                op,
-                key_len
-            );
-            let _enter = span.enter();
-            let took_us = took.as_micros() as u64;
-            match &res {
-                // Failures the coordinator saw (replicas, deadlines, overload) are the operator's
-                // business; refusals of a bad request are the client's and stay at debug.
-                Err(e) if is_server_side(e.code) => {
-                    tracing::warn!(took_us, code = ?e.code, acked = e.acked, needed = e.needed, error = %e.message, "request failed")
+        let pref = self.view.preference_list(req.key());
+        async move {
+            // The fast path pays one clock read; a span is built only for a slow or failed
+            // request, so the log says what was asked, of whom, how long it took and why it
+            // failed.
+            let started = Instant::now();
+            // Each arm takes the request apart in an inner block, so only the pieces the
+            // coordinator call keeps stay in this future's state across the await.
+            let res = match req {
+                ClientRequest::Get(g) => {
+                    let (key, opts) = {
+                        let GetRequest { key, opts } = g;
+                        (key, wire::read_options(&opts))
+                    };
+                    match self.coord.get(key, &pref, &opts).await {
+                        Ok(reply) => {
+                            let (siblings, context) = wire::record_to_client(&reply.record);
+                            Ok(ClientResponse::Get { siblings, context })
+                        }
+                        Err(e) => Err(wire::coord_error_to_wire(&e)),
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(took_us, code = ?e.code, error = %e.message, "request refused")
+                ClientRequest::Put(PutRequest {
+                    key,
+                    value,
+                    context,
+                    opts,
+                }) => self
+                    .write(key, Some(value), &context, &opts, &pref)
+                    .await
+                    .map(|context| ClientResponse::Put { context }),
+                ClientRequest::Delete(DeleteRequest { key, context, opts }) => self
+                    .write(key, None, &context, &opts, &pref)
+                    .await
+                    .map(|context| ClientResponse::Delete { context }),
+            };
+            let took = started.elapsed();
+            let slow = self.slow_request.is_some_and(|limit| took >= limit);
+            if slow || res.is_err() {
+                let span = tracing::warn_span!(
+                    "request",
+                    node = self.me.node,
+                    shard = self.me.shard,
+                    op,
+                    key_len
+                );
+                let _enter = span.enter();
+                let took_us = took.as_micros() as u64;
+                match &res {
+                    // Failures the coordinator saw (replicas, deadlines, overload) are the
+                    // operator's business; refusals of a bad request are the client's and stay
+                    // at debug.
+                    Err(e) if is_server_side(e.code) => {
+                        tracing::warn!(took_us, code = ?e.code, acked = e.acked, needed = e.needed, error = %e.message, "request failed")
+                    }
+                    Err(e) => {
+                        tracing::debug!(took_us, code = ?e.code, error = %e.message, "request refused")
+                    }
+                    Ok(_) => tracing::warn!(took_us, "slow request"),
                 }
-                Ok(_) => tracing::warn!(took_us, "slow request"),
             }
+            res
         }
-        res
     }
 
     async fn replica(
@@ -125,44 +169,23 @@ fn is_server_side(code: ErrorCode) -> bool {
 }
 
 impl<S: ShardStore> ShardDispatch<S> {
-    async fn client_inner(&self, req: ClientRequest) -> Result<ClientResponse, WireError> {
-        let pref = self.view.preference_list(req.key());
-        match req {
-            ClientRequest::Get(g) => {
-                let opts = wire::read_options(&g.opts);
-                let reply = self
-                    .coord
-                    .get(g.key, &pref, &opts)
-                    .await
-                    .map_err(|e| wire::coord_error_to_wire(&e))?;
-                let (siblings, context) = wire::record_to_client(&reply.record);
-                Ok(ClientResponse::Get { siblings, context })
-            }
-            ClientRequest::Put(p) => {
-                let opts = wire::write_options(&p.opts);
-                let ctx = wire::context_from_wire(&p.context)?;
-                let ack = self
-                    .coord
-                    .put(p.key, Some(p.value), ctx, &pref, &opts)
-                    .await
-                    .map_err(|e| wire::coord_error_to_wire(&e))?;
-                Ok(ClientResponse::Put {
-                    context: wire::context_to_wire(&ack.context),
-                })
-            }
-            ClientRequest::Delete(d) => {
-                let opts = wire::write_options(&d.opts);
-                let ctx = wire::context_from_wire(&d.context)?;
-                let ack = self
-                    .coord
-                    .put(d.key, None, ctx, &pref, &opts)
-                    .await
-                    .map_err(|e| wire::coord_error_to_wire(&e))?;
-                Ok(ClientResponse::Delete {
-                    context: wire::context_to_wire(&ack.context),
-                })
-            }
-        }
+    /// A put or delete; answers the new causal context in wire form. The coordinator's write
+    /// future is boxed: inline it would make every request's task (GETs included) larger than
+    /// glibc's thread-cache limit, boxed both allocations stay under it.
+    async fn write(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        context: &Bytes,
+        opts: &ReqOptions,
+        pref: &[Replica],
+    ) -> Result<Bytes, WireError> {
+        let ctx = wire::context_from_wire(context)?;
+        let opts = wire::write_options(opts);
+        let ack = Box::pin(self.coord.put(key, value, ctx, pref, &opts))
+            .await
+            .map_err(|e| wire::coord_error_to_wire(&e))?;
+        Ok(wire::context_to_wire(&ack.context))
     }
 
     async fn replica_inner(
