@@ -6,7 +6,8 @@
 # Steps (see benches/README.md, "Cluster"):
 #   1. single node: open loop YCSB A at each rate of $RATES; the highest rate whose p99 (worst op)
 #      is under 1 ms becomes the comparison rate (the lowest rate if none is);
-#   2. cluster: open loop YCSB A at the comparison rate, token-aware and --no-token-aware;
+#   2. cluster: open loop YCSB A token-aware at every rate of $RATES (p99 ratio by load), and
+#      --no-token-aware at the comparison rate;
 #   3. cluster: closed loop YCSB A, $CONNS connections, token-aware and --no-token-aware.
 # Every run first loads its own key range (--load, not measured; disjoint --key-offset per run:
 # a fresh loadgen has no causal contexts for keys an earlier one wrote).
@@ -154,8 +155,13 @@ done
 for i in 1 2 3; do wait_ready "127.0.0.$i" "$CPORT" "$SHARDS" "${CPIDS[$((i - 1))]}"; done
 Q=(--nodes "$NODES" --replication 3 --w 2 --r 2)
 
-run_lg "cluster open ${RATE}/s token-aware" cluster-open-ta "${Q[@]}" --rate "$RATE" \
-  --duration "$OPEN_S"
+# Token-aware at every rate (the ratio to the single node by load), entry points at the
+# comparison rate.
+for r in $RATES; do
+  run_lg "cluster open ${r}/s token-aware" "cluster-open-ta-$r" "${Q[@]}" --rate "$r" \
+    --duration "$OPEN_S"
+done
+cp "$RAW/cluster-open-ta-$RATE.json" "$RAW/cluster-open-ta.json"
 run_lg "cluster open ${RATE}/s entry-points" cluster-open-ep "${Q[@]}" --no-token-aware \
   --rate "$RATE" --duration "$OPEN_S"
 PERF_PID=""
@@ -194,11 +200,22 @@ MD=$OUT/cluster.md
   echo "| us | $SP | $CP | $EP |"
   echo "| ratio to single | 1.00 | $(python3 -c "print(f'{$CP/$SP:.2f}')") | $(python3 -c "print(f'{$EP/$SP:.2f}')") |"
   echo
+  echo "By rate (p99 of the worse op, token-aware cluster):"
+  echo
+  echo "| ops/s | single node us | cluster us | ratio |"
+  echo "|---:|---:|---:|---:|"
+  for r in $RATES; do
+    s1=$(worst_p99 "$RAW/single-open-$r.json")
+    c1=$(worst_p99 "$RAW/cluster-open-ta-$r.json")
+    echo "| $r | $s1 | $c1 | $(python3 -c "print(f'{$c1/$s1:.2f}')") |"
+  done
+  echo
   echo "All runs (per op type):"
   echo
   files=()
   for r in $RATES; do files+=("$RAW/single-open-$r.json"); done
-  for f in cluster-open-ta cluster-open-ep cluster-closed-ta cluster-closed-ep; do
+  for r in $RATES; do files+=("$RAW/cluster-open-ta-$r.json"); done
+  for f in cluster-open-ep cluster-closed-ta cluster-closed-ep; do
     files+=("$RAW/$f.json")
   done
   "$LOADGEN" table "${files[@]}"
