@@ -56,7 +56,7 @@ impl Hasher for TokenHasher {
 
 type ByToken = BuildHasherDefault<TokenHasher>;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Memtable {
     /// Every key of `map`, in storage order.
     order: BTreeSet<InternalKey>,
@@ -144,6 +144,20 @@ impl Memtable {
     ) -> impl Iterator<Item = (&'a InternalKey, &'a Stored)> + 'a {
         // Every key of `order` is in `map` (insert adds to both, nothing removes).
         keys.filter_map(move |k| self.map.get(k).map(|v| (k, v)))
+    }
+
+    /// Frees up to `max` entries (first in order); true once empty. Dropping a large memtable
+    /// at once is tens of ms of frees: the flush sheds it in steps between yields instead.
+    pub fn shed(&mut self, max: usize) -> bool {
+        for _ in 0..max {
+            let Some(k) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(v) = self.map.remove(&k) {
+                self.approx_bytes = self.approx_bytes.saturating_sub(cost(&k, &v));
+            }
+        }
+        self.order.is_empty()
     }
 
     pub fn len(&self) -> usize {

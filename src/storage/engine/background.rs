@@ -136,8 +136,9 @@ async fn flush_oldest<D: Disk>(inner: &Inner<D>) -> Result<(), StorageError> {
     };
     let (tmp, dst, name) = paths(&dir, id);
     // The frozen memtable is immutable now (pending == 0, never active again) but lives in a
-    // RefCell we must not borrow across awaits, so the writer works from a copy (entries are
-    // `Bytes`, so this copies keys' reference counts, not payloads).
+    // RefCell we must not borrow across awaits, so the flush holds its own reference. (It used
+    // to copy the entries: ~400k inserts for a 64 MiB memtable of 100 B rows, a 100+ ms stall
+    // of every request on the shard.)
     let writer = SstWriter::create(&*inner.disk, &tmp, len.max(1), &inner.sst_opts).await?;
     let meta = {
         let snapshot = {
@@ -146,15 +147,15 @@ async fn flush_oldest<D: Disk>(inner: &Inner<D>) -> Result<(), StorageError> {
                 return Ok(());
             };
             debug_assert_eq!(front.id, slot_id);
-            // Memtable entries are cheap to clone (`Bytes` are reference counted).
-            let mut m = crate::storage::memtable::Memtable::new();
-            for (k, v) in front.mem.iter() {
-                m.insert(k.clone(), v.clone());
-            }
-            m
+            debug_assert_eq!(
+                front.pending, 0,
+                "flushing a memtable that still takes inserts"
+            );
+            Rc::clone(&front.mem)
         };
-        flush_to_sst(&snapshot, writer).await?
+        (flush_to_sst(&snapshot, writer).await?, snapshot)
     };
+    let (meta, snapshot) = meta;
     install_file(inner, &tmp, &dst).await?;
     let reader = open_table(&*inner.disk, &dst, id, &inner.sst_opts, &inner.cache).await?;
     let tier = compaction::tier_of(meta.file_size, &inner.cfg.compaction);
@@ -178,6 +179,12 @@ async fn flush_oldest<D: Disk>(inner: &Inner<D>) -> Result<(), StorageError> {
         st.stats.flushes += 1;
     }
     inner.bg_done.notify();
+    // The last reference: free it in steps so foreground requests run in between.
+    if let Ok(mut mem) = Rc::try_unwrap(snapshot) {
+        while !mem.shed(4096) {
+            glommio::yield_if_needed().await;
+        }
+    }
     inner.log.retire_upto(flushed_upto).await?;
     tracing::debug!(table = id, flushed_upto, "memtable flushed");
     Ok(())

@@ -151,7 +151,9 @@ pub struct EngineStats {
 /// A memtable and the writes assigned to it.
 struct Slot {
     id: u64,
-    mem: Memtable,
+    /// Shared only with a running flush, which starts once `pending` is 0 and the slot is
+    /// frozen, i.e. once nothing inserts into it any more (see [`Slot::mem_mut`]).
+    mem: Rc<Memtable>,
     /// Writes with an LSN in this memtable that are not inserted yet.
     pending: usize,
     /// Highest LSN assigned to this memtable (0 if none).
@@ -162,13 +164,30 @@ impl Slot {
     fn new(id: u64) -> Self {
         Slot {
             id,
-            mem: Memtable::new(),
+            mem: Rc::new(Memtable::new()),
             pending: 0,
             last_lsn: 0,
         }
     }
     fn has_writes(&self) -> bool {
         self.last_lsn != 0
+    }
+    /// The memtable, to insert into. Inserts happen only while the slot is active or has
+    /// pending writes, and a flush shares it only after that, so the `Rc` is unique here. Were
+    /// it not, copying is correct (the flush keeps its snapshot) but would stall the shard.
+    fn mem_mut(&mut self) -> &mut Memtable {
+        if Rc::strong_count(&self.mem) > 1 {
+            debug_assert!(
+                false,
+                "insert into memtable {} while it is flushed",
+                self.id
+            );
+            tracing::error!(
+                slot = self.id,
+                "insert into a memtable being flushed: copying it"
+            );
+        }
+        Rc::make_mut(&mut self.mem)
     }
 }
 
@@ -304,7 +323,7 @@ impl<D: Disk> Engine<D> {
             })?;
             let n = slots.len() as u64;
             let slot = slots.last_mut().ok_or(StorageError::Closed)?;
-            slot.mem.insert(
+            slot.mem_mut().insert(
                 InternalKey::from_trusted(key),
                 Stored {
                     seqno: lsn,
@@ -633,7 +652,7 @@ impl<D: Disk> Inner<D> {
             slot.pending -= 1;
             let done = slot.pending == 0;
             if let Some((k, v)) = entry {
-                slot.mem.insert(k, v);
+                slot.mem_mut().insert(k, v);
                 st.stats.writes += 1;
             }
             (
