@@ -161,7 +161,6 @@ for r in $RATES; do
   run_lg "cluster open ${r}/s token-aware" "cluster-open-ta-$r" "${Q[@]}" --rate "$r" \
     --duration "$OPEN_S"
 done
-cp "$RAW/cluster-open-ta-$RATE.json" "$RAW/cluster-open-ta.json"
 run_lg "cluster open ${RATE}/s entry-points" cluster-open-ep "${Q[@]}" --no-token-aware \
   --rate "$RATE" --duration "$OPEN_S"
 PERF_PID=""
@@ -178,7 +177,7 @@ stop_pids "${CPIDS[@]}"
 
 # --- report ------------------------------------------------------------------------------------
 SP=$(worst_p99 "$RAW/single-open-$RATE.json")
-CP=$(worst_p99 "$RAW/cluster-open-ta.json")
+CP=$(worst_p99 "$RAW/cluster-open-ta-$RATE.json")
 EP=$(worst_p99 "$RAW/cluster-open-ep.json")
 MD=$OUT/cluster.md
 {

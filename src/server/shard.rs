@@ -150,49 +150,6 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
         shard: Option<u16>,
         req: ReplicaRequestWire,
     ) -> Result<ReplicaResponseWire, WireError> {
-        self.replica_inner(shard, req).await
-    }
-}
-
-/// Errors that say something about the cluster's health rather than about the request.
-fn is_server_side(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::QuorumFailed
-            | ErrorCode::Timeout
-            | ErrorCode::Overloaded
-            | ErrorCode::Unavailable
-            | ErrorCode::Internal
-            | ErrorCode::Unknown
-            | ErrorCode::Other(_)
-    )
-}
-
-impl<S: ShardStore> ShardDispatch<S> {
-    /// A put or delete; answers the new causal context in wire form. The coordinator's write
-    /// future is boxed: inline it would make every request's task (GETs included) larger than
-    /// glibc's thread-cache limit, boxed both allocations stay under it.
-    async fn write(
-        &self,
-        key: Bytes,
-        value: Option<Bytes>,
-        context: &Bytes,
-        opts: &ReqOptions,
-        pref: &[Replica],
-    ) -> Result<Bytes, WireError> {
-        let ctx = wire::context_from_wire(context)?;
-        let opts = wire::write_options(opts);
-        let ack = Box::pin(self.coord.put(key, value, ctx, pref, &opts))
-            .await
-            .map_err(|e| wire::coord_error_to_wire(&e))?;
-        Ok(wire::context_to_wire(&ack.context))
-    }
-
-    async fn replica_inner(
-        &self,
-        shard: Option<u16>,
-        req: ReplicaRequestWire,
-    ) -> Result<ReplicaResponseWire, WireError> {
         let pref = self.view.preference_list(replica_key(&req));
         let target = match shard {
             Some(s) => s,
@@ -244,6 +201,41 @@ impl<S: ShardStore> ShardDispatch<S> {
             })?
         };
         wire::response_to_wire(resp)
+    }
+}
+
+/// Errors that say something about the cluster's health rather than about the request.
+fn is_server_side(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::QuorumFailed
+            | ErrorCode::Timeout
+            | ErrorCode::Overloaded
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::Unknown
+            | ErrorCode::Other(_)
+    )
+}
+
+impl<S: ShardStore> ShardDispatch<S> {
+    /// A put or delete; answers the new causal context in wire form. The coordinator's write
+    /// future is boxed: inline it would make every request's task (GETs included) larger than
+    /// glibc's thread-cache limit, boxed both allocations stay under it.
+    async fn write(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        context: &Bytes,
+        opts: &ReqOptions,
+        pref: &[Replica],
+    ) -> Result<Bytes, WireError> {
+        let ctx = wire::context_from_wire(context)?;
+        let opts = wire::write_options(opts);
+        let ack = Box::pin(self.coord.put(key, value, ctx, pref, &opts))
+            .await
+            .map_err(|e| wire::coord_error_to_wire(&e))?;
+        Ok(wire::context_to_wire(&ack.context))
     }
 }
 
