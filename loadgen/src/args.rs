@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tern::client::Topology;
+use tern_client::Topology;
 use thiserror::Error;
 
 /// Bundled load generator for tern and Redis.
@@ -238,9 +238,9 @@ fn resolve(addr: &str) -> Result<SocketAddr, ArgError> {
     Ok(a)
 }
 
-fn quorum(name: &str, v: Option<&str>) -> Result<tern::client::Quorum, ArgError> {
+fn quorum(name: &str, v: Option<&str>) -> Result<tern_client::Quorum, ArgError> {
     match v {
-        None => Ok(tern::client::Quorum::Default),
+        None => Ok(tern_client::Quorum::Default),
         Some(s) => s.parse().map_err(|e| invalid(format!("{name}: {e}"))),
     }
 }
@@ -354,7 +354,7 @@ impl RunArgs {
             server_pid: self.server_pid,
             key_offset: self.key_offset,
             spin: (self.spin_us > 0).then(|| Duration::from_micros(self.spin_us.min(10_000))),
-            tern_opts: tern::client::OpOptions {
+            tern_opts: tern_client::OpOptions {
                 r: quorum("--r", self.r.as_deref())?,
                 w: quorum("--w", self.w.as_deref())?,
                 strict: self.strict,
@@ -552,8 +552,8 @@ mod tests {
         let cli =
             Cli::try_parse_from(["loadgen", "--r", "quorum", "--w", "2", "--strict"]).unwrap();
         let cfg = cli.run.config().unwrap();
-        assert_eq!(cfg.tern_opts.r, tern::client::Quorum::Majority);
-        assert_eq!(cfg.tern_opts.w, tern::client::Quorum::N(2));
+        assert_eq!(cfg.tern_opts.r, tern_client::Quorum::Majority);
+        assert_eq!(cfg.tern_opts.w, tern_client::Quorum::N(2));
         assert!(cfg.tern_opts.strict);
         let cli = Cli::try_parse_from(["loadgen", "--r", "0"]).unwrap();
         assert!(cli.run.config().is_err());

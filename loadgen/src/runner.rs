@@ -58,11 +58,11 @@ pub struct RunConfig {
     /// Busy-wait this long before an idle executor sleeps (less wake-up lag, more CPU).
     pub spin: Option<Duration>,
     /// R, W and strict for tern requests.
-    pub tern_opts: tern::client::OpOptions,
+    pub tern_opts: tern_client::OpOptions,
     /// Entry points: connection `g` goes to `addrs[g % len]` (`params.addr` is the first).
     pub addrs: Vec<std::net::SocketAddr>,
     /// tern only: route each request to its key's owning shard (token-aware client).
-    pub topology: Option<tern::client::Topology>,
+    pub topology: Option<tern_client::Topology>,
 }
 
 /// What one core hands back.

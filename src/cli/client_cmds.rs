@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::client::{Client, ClientConfig, ClientError, Context, GetResult, OpOptions};
-use crate::net::{Quorum, DEFAULT_MAX_VALUE_LEN};
+use crate::net::Quorum;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -273,8 +273,19 @@ fn parse_context(text: Option<&str>, err: &mut dyn Write) -> Result<Option<Conte
 }
 
 /// Reads at most `max + 1` bytes so an oversize value is detected without reading it all.
+/// The value to put: `--value`, or up to `max` bytes of `--value-file` / stdin. A longer input is
+/// refused without reading it all (and without claiming a size it did not measure).
 fn read_value(args: &PutArgs, stdin: &mut dyn Read, max: usize) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        format!(
+            "value is larger than {max} bytes, the largest frame the node accepts; \
+             start the nodes with a larger --max-value-bytes to store larger values"
+        )
+    };
     if let Some(v) = &args.value {
+        if v.len() > max {
+            return Err(too_large());
+        }
         return Ok(v.as_bytes().to_vec());
     }
     let mut buf = Vec::new();
@@ -294,6 +305,9 @@ fn read_value(args: &PutArgs, stdin: &mut dyn Read, max: usize) -> Result<Vec<u8
                 .map_err(|e| format!("cannot read stdin: {e}"))?;
         }
     }
+    if buf.len() > max {
+        return Err(too_large());
+    }
     Ok(buf)
 }
 
@@ -312,20 +326,20 @@ pub fn exec_put(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let value = match read_value(
-        args,
-        stdin,
-        cfg.limits.max_value_len.max(DEFAULT_MAX_VALUE_LEN),
-    ) {
+    // Connect first: how large a value may be is the node's to say (its hello), not ours.
+    let mut client = match Client::connect(&args.conn.addr, cfg) {
+        Ok(c) => c,
+        Err(e) => return fail(err, &e),
+    };
+    let max = client.limits().max_value_len;
+    let value = match read_value(args, stdin, max) {
         Ok(v) => v,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
-    let r = Client::connect(&args.conn.addr, cfg)
-        .and_then(|mut c| c.put(args.key.as_bytes().to_vec(), value, ctx.as_ref()));
-    match r {
+    match client.put(args.key.as_bytes().to_vec(), value, ctx.as_ref()) {
         Ok(ctx) => {
             let _ = writeln!(out, "context: {}", ctx.to_hex());
             EXIT_OK

@@ -17,15 +17,18 @@ use clap::Args;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::ring::{NodeId, NodeSpec, DEFAULT_WEIGHT, MAX_WEIGHT};
+pub use crate::ring::{NodeEntry, NodeEntryError, NodeInfo};
+use crate::ring::{NodeId, NodeSpec};
 
 pub const DEFAULT_PORT: u16 = 7700;
 pub const DEFAULT_DATA_DIR: &str = "./tern-data";
-/// Keys longer than this are refused (DESIGN.md: keys are up to 1 KiB).
-pub const MAX_KEY_BYTES: usize = 1024;
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
-/// Room for a maximal value plus key, context and envelope.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = (2 << 20) + (64 << 10);
+/// The protocol's size limits (defined once, in the protocol crate both ends share).
+pub use crate::net::limits::{
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_VALUE_BYTES, MAX_CONTEXT_BYTES, MAX_FAILED_REPLICAS,
+    MAX_KEY_BYTES, MAX_SIBLINGS, MAX_VV_ENTRIES,
+};
+/// The ring's limits and defaults (defined once, in the ring crate both ends share).
+pub use crate::ring::{DEFAULT_REPLICATION, DEFAULT_WEIGHT, MAX_SHARDS, MAX_WEIGHT};
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 /// Far above a healthy p99 (about 1 ms here), so the log stays quiet unless something stalls.
 pub const DEFAULT_SLOW_REQUEST_MS: u64 = 100;
@@ -38,9 +41,6 @@ pub const DEFAULT_MAX_INFLIGHT_PER_CONN: usize = 128;
 pub const DEFAULT_MAX_CONNECTIONS_PER_SHARD: usize = 4096;
 pub const DEFAULT_PEER_CONNECTIONS: usize = 2;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
-pub const DEFAULT_REPLICATION: usize = 3;
-/// A hard ceiling on shards per node (each one is an executor with its own files and sockets).
-pub const MAX_SHARDS: u16 = 256;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -75,6 +75,15 @@ pub enum ConfigError {
         requirement: String,
         value: String,
     },
+}
+
+impl From<NodeEntryError> for ConfigError {
+    fn from(e: NodeEntryError) -> Self {
+        ConfigError::BadNode {
+            entry: e.entry,
+            reason: e.reason,
+        }
+    }
 }
 
 fn out_of_range(
@@ -120,83 +129,6 @@ impl std::fmt::Display for SyncMode {
         match self {
             SyncMode::Durable => write!(f, "durable"),
             SyncMode::Periodic { ms } => write!(f, "periodic:{ms}"),
-        }
-    }
-}
-
-/// One entry of the static node list: `id@ip:port[/shards][#zone]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeEntry {
-    pub id: NodeId,
-    pub ip: IpAddr,
-    /// Client port; shard `i` of that node listens on `port + 1 + i`.
-    pub port: u16,
-    /// `None` in the entry means "same as this node".
-    pub shards: Option<u16>,
-    pub zone: Option<String>,
-}
-
-impl std::str::FromStr for NodeEntry {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: &str| ConfigError::BadNode {
-            entry: s.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let t = s.trim();
-        let (rest, zone) = match t.split_once('#') {
-            Some((r, z)) if !z.is_empty() => (r, Some(z.to_owned())),
-            Some(_) => return Err(bad("empty zone after '#'")),
-            None => (t, None),
-        };
-        let (rest, shards) = match rest.split_once('/') {
-            Some((r, sh)) => {
-                let n: u16 = sh.parse().map_err(|_| bad("shard count is not a number"))?;
-                if n == 0 || n > MAX_SHARDS {
-                    return Err(bad(&format!("shard count must be 1..={MAX_SHARDS}")));
-                }
-                (r, Some(n))
-            }
-            None => (rest, None),
-        };
-        let (id, addr) = rest.split_once('@').ok_or_else(|| bad("missing '@'"))?;
-        let id: NodeId = id.parse().map_err(|_| bad("node id is not a u32"))?;
-        let addr: SocketAddr = addr.parse().map_err(|_| bad("address is not ip:port"))?;
-        Ok(NodeEntry {
-            id,
-            ip: addr.ip(),
-            port: addr.port(),
-            shards,
-            zone,
-        })
-    }
-}
-
-/// A validated member of the static cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub id: NodeId,
-    pub ip: IpAddr,
-    pub port: u16,
-    pub shards: u16,
-    pub zone: Option<String>,
-}
-
-impl NodeInfo {
-    pub fn client_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port)
-    }
-    /// The port of one shard: `port + 1 + shard` (validated to fit at config time).
-    pub fn shard_addr(&self, shard: u16) -> SocketAddr {
-        debug_assert!(shard < self.shards);
-        SocketAddr::new(self.ip, self.port.saturating_add(1).saturating_add(shard))
-    }
-    pub fn ring_spec(&self, weight: u32) -> NodeSpec {
-        NodeSpec {
-            id: self.id,
-            shards: self.shards,
-            weight,
-            zone: self.zone.clone(),
         }
     }
 }

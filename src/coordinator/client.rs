@@ -9,16 +9,16 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::fanout::{CallResult, FanOut, Next};
+use super::protocol::{
+    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
+    ReplicaRequest, ReplicaResponse, ReplicaTransport,
+};
 use super::replica::failure_of;
 use super::{CoordError, Coordinator, GetReply, ReplicaStore, RequestOptions};
 use crate::runtime::clock::{Clock, Spawner};
-use crate::runtime::transport::{
-    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
-    ReplicaRequest, ReplicaResponse, Transport,
-};
 use crate::version::{Record, VersionVector};
 
-impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
+impl<T: ReplicaTransport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
     /// Read `key` from its `preference` list (N replicas, from the ring): ask all, answer with
     /// the merge of the first R replies, repair stale replicas in the background.
     ///

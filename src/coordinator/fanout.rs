@@ -7,10 +7,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use super::protocol::{Replica, ReplicaRequest, ReplicaResponse, ReplicaTransport};
 use crate::runtime::clock::Clock;
-use crate::runtime::transport::{
-    Replica, ReplicaRequest, ReplicaResponse, Transport, TransportError,
-};
+use crate::runtime::transport::TransportError;
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 pub(crate) type CallResult = Result<ReplicaResponse, TransportError>;
@@ -39,7 +38,7 @@ pub(crate) struct FanOut {
 
 impl FanOut {
     /// Start one call per `(replica, request)`, all bounded by `deadline_ms` on `clock`.
-    pub(crate) fn start<T: Transport, C: Clock>(
+    pub(crate) fn start<T: ReplicaTransport, C: Clock>(
         transport: &Rc<T>,
         clock: &Rc<C>,
         deadline_ms: u64,

@@ -21,9 +21,13 @@
 
 mod client;
 mod fanout;
+pub mod protocol;
 mod quorum;
 mod replica;
 mod store;
+
+#[cfg(test)]
+mod glommio_tests;
 
 #[cfg(test)]
 pub mod sim;
@@ -39,11 +43,12 @@ pub use quorum::{
 pub use store::{MemStore, ReplicaStore, StoreError};
 
 pub use crate::runtime::clock::{Clock, LocalTask, Spawner};
-pub use crate::runtime::transport::{
-    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
-    ReplicaRequest, ReplicaResponse, Transport, TransportError,
-};
+pub use crate::runtime::transport::{Transport, TransportError};
 use crate::version::Record;
+pub use protocol::{
+    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
+    ReplicaRequest, ReplicaResponse, ReplicaTransport,
+};
 
 /// Why a client request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -82,7 +87,7 @@ pub struct Coordinator<T, C, S, X> {
     repairs_running: Rc<Cell<usize>>,
 }
 
-impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
+impl<T: ReplicaTransport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
     /// `me` is this shard; `store` holds this shard's records.
     pub fn new(
         me: Replica,

@@ -9,18 +9,18 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::fanout::{FanOut, Next};
+use super::protocol::{
+    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
+    ReplicaRequest, ReplicaResponse, ReplicaTransport,
+};
 use super::store::StoreError;
 use super::Coordinator;
 use crate::runtime::clock::{Clock, Spawner};
-use crate::runtime::transport::{
-    CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
-    ReplicaRequest, ReplicaResponse, Transport,
-};
 use crate::version::{Record, VersionError};
 
 use super::store::ReplicaStore;
 
-impl<T: Transport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
+impl<T: ReplicaTransport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, C, S, X> {
     /// Serve one request addressed to this shard (called by the net/mesh dispatch, or by the
     /// transport's local short-circuit).
     ///

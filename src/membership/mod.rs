@@ -88,32 +88,4 @@ impl Membership for StaticMembership {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::config::ServeArgs;
-
-    #[test]
-    fn static_view_matches_config() {
-        let args = ServeArgs {
-            node_id: Some(2),
-            shards: Some(2),
-            nodes: Some(vec![
-                "1@127.0.0.1:7700#a".into(),
-                "2@127.0.0.2:7700#b".into(),
-                "3@127.0.0.3:7700#c".into(),
-            ]),
-            ..ServeArgs::default()
-        };
-        let cfg = Config::from_args(&args).unwrap();
-        let m = StaticMembership::new(&cfg).unwrap();
-        let v = m.view();
-        assert_eq!(v.me(), 2);
-        assert_eq!(v.replication(), 3);
-        assert!(m.is_up(3) && !m.is_up(4));
-        let p = v.preference_list(b"some key");
-        let mut nodes: Vec<_> = p.iter().map(|r| r.node).collect();
-        nodes.sort_unstable();
-        assert_eq!(nodes, vec![1, 2, 3]);
-    }
-}
+mod tests;

@@ -114,7 +114,7 @@ fn get_frame(id: u64, key: &[u8]) -> Vec<u8> {
 }
 
 fn read_envelopes(s: &mut StdStream, count: usize) -> Vec<Envelope> {
-    let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_LEN);
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while out.len() < count {

@@ -121,6 +121,10 @@ impl ShardTransport {
 }
 
 impl Transport for ShardTransport {
+    type Addr = Replica;
+    type Request = ReplicaRequest;
+    type Response = ReplicaResponse;
+
     fn self_calls_are_local(&self) -> bool {
         // `call` below runs the local handler (the coordinator's `handle`) for `to == me`.
         true

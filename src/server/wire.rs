@@ -1,5 +1,5 @@
 //! Conversions between the wire messages of `net` and the plain types of `coordinator` /
-//! `runtime::transport`. Pure functions; no I/O. Lossy spots are named where they occur.
+//! `coordinator::protocol`. Pure functions; no I/O. Lossy spots are named where they occur.
 
 use bytes::Bytes;
 

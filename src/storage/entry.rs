@@ -13,7 +13,8 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::error::{Result, StorageError, MAX_KEY_LEN};
+use super::error::{Result, StorageError};
+use crate::config::MAX_KEY_BYTES;
 
 /// The ring token of a user key. Fixed forever: SSTables and the ring depend on it.
 #[inline]
@@ -29,13 +30,13 @@ pub struct InternalKey {
 }
 
 impl InternalKey {
-    /// Build the internal key of `key`, refusing keys longer than [`MAX_KEY_LEN`].
+    /// Build the internal key of `key`, refusing keys longer than [`MAX_KEY_BYTES`].
     pub fn new(key: impl Into<Bytes>) -> Result<Self> {
         let key = key.into();
-        if key.len() > MAX_KEY_LEN {
+        if key.len() > MAX_KEY_BYTES {
             return Err(StorageError::KeyTooLarge {
                 len: key.len(),
-                max: MAX_KEY_LEN,
+                max: MAX_KEY_BYTES,
             });
         }
         Ok(InternalKey {
@@ -46,7 +47,7 @@ impl InternalKey {
 
     /// For decoders that already validated the length; still hashes, so the invariant holds.
     pub(crate) fn from_trusted(key: Bytes) -> Self {
-        debug_assert!(key.len() <= MAX_KEY_LEN);
+        debug_assert!(key.len() <= MAX_KEY_BYTES);
         InternalKey {
             token: token(&key),
             key,
@@ -135,9 +136,9 @@ mod tests {
 
     #[test]
     fn rejects_long_keys() {
-        assert!(InternalKey::new(vec![0u8; MAX_KEY_LEN]).is_ok());
+        assert!(InternalKey::new(vec![0u8; MAX_KEY_BYTES]).is_ok());
         assert!(matches!(
-            InternalKey::new(vec![0u8; MAX_KEY_LEN + 1]),
+            InternalKey::new(vec![0u8; MAX_KEY_BYTES + 1]),
             Err(StorageError::KeyTooLarge {
                 len: 1025,
                 max: 1024

@@ -8,9 +8,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Largest user key the storage engine accepts (DESIGN.md: keys are up to 1 KiB).
-pub const MAX_KEY_LEN: usize = 1024;
-
 /// Storage-module result.
 pub type Result<T> = std::result::Result<T, StorageError>;
 

@@ -1,6 +1,6 @@
-//! tern driver: one connection through `tern::client::AsyncClient` (flatbuffers protocol,
+//! tern driver: one connection through `tern_client::AsyncClient` (flatbuffers protocol,
 //! pipelined, answers matched by request id), or, token-aware (`--nodes`), one
-//! `tern::client::AsyncRoutedClient`: a connection to every shard of the cluster, each request
+//! `tern_client::AsyncRoutedClient`: a connection to every shard of the cluster, each request
 //! sent to its key's owning shard.
 //!
 //! Owns the client handle and `depth` worker tasks per connection, each of which takes the next
@@ -22,12 +22,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tern::client::{
+use tern_client::{
     async_client::ResponseFuture, delete_request, get_request, get_result, put_request,
     write_result, AsyncClient, AsyncRoutedClient, ClientConfig, ClientError, Context, OpOptions,
     Topology,
 };
-use tern::net::ClientRequest;
+use tern_proto::ClientRequest;
 
 /// Reconnect attempts per phase before the connection gives up.
 const MAX_RECONNECTS: u32 = 5;

@@ -172,6 +172,10 @@ fn lost(reason: &str) -> TransportError {
 }
 
 impl Transport for SimTransport {
+    type Addr = Replica;
+    type Request = ReplicaRequest;
+    type Response = ReplicaResponse;
+
     async fn call(
         &self,
         to: Replica,

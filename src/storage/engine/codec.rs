@@ -4,13 +4,13 @@
 
 use bytes::Bytes;
 
-use crate::storage::error::MAX_KEY_LEN;
+use crate::config::MAX_KEY_BYTES;
 
 const VERSION: u8 = 1;
 const TOMBSTONE: u8 = 1;
 
 pub(crate) fn encode(key: &[u8], tombstone_at_ms: Option<u64>, payload: &[u8]) -> Vec<u8> {
-    debug_assert!(key.len() <= MAX_KEY_LEN);
+    debug_assert!(key.len() <= MAX_KEY_BYTES);
     let mut v = Vec::with_capacity(4 + key.len() + 8 + payload.len());
     v.push(VERSION);
     v.push(if tombstone_at_ms.is_some() {
@@ -42,7 +42,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(Bytes, Option<u64>, Bytes), &'static
         .and_then(|s| s.try_into().ok())
         .map(u16::from_le_bytes)
         .ok_or("truncated key length")? as usize;
-    if klen > MAX_KEY_LEN {
+    if klen > MAX_KEY_BYTES {
         return Err("key longer than the maximum");
     }
     let rest = &rest[2..];
@@ -74,7 +74,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(key in proptest::collection::vec(any::<u8>(), 0..MAX_KEY_LEN),
+        fn roundtrip(key in proptest::collection::vec(any::<u8>(), 0..MAX_KEY_BYTES),
                      t in proptest::option::of(any::<u64>()),
                      p in proptest::collection::vec(any::<u8>(), 0..500)) {
             let e = encode(&key, t, &p);

@@ -42,11 +42,12 @@ use bytes::Bytes;
 use super::commitlog::{CommitLog, LogConfig, LogStats};
 use super::compaction::CompactionPolicy;
 use super::entry::{InternalKey, Stored, DEFAULT_TOMBSTONE_GRACE_MS};
-use super::error::{StorageError, MAX_KEY_LEN};
+use super::error::StorageError;
 use super::manifest::{Manifest, MANIFEST_FILE};
 use super::memtable::Memtable;
 use super::merge::{AnySource, IterSource, MergeIter};
 use super::sstable::{BlockCache, SstOptions, SstReader};
+use crate::config::MAX_KEY_BYTES;
 use crate::runtime::disk::Disk;
 use signal::Signal;
 
@@ -306,7 +307,7 @@ impl<D: Disk> Engine<D> {
         let mut replayed = 0u64;
         let log_cfg = LogConfig {
             segment_bytes: cfg.segment_bytes,
-            max_record_bytes: cfg.max_value_bytes + MAX_KEY_LEN + 16,
+            max_record_bytes: cfg.max_value_bytes + MAX_KEY_BYTES + 16,
             max_pending_bytes: cfg.max_pending_log_bytes,
             skip_damaged_segments: cfg.skip_damaged_segments,
             min_next_lsn: flushed + 1,

@@ -194,7 +194,7 @@ fn limits_rejections_and_disk_full() {
     run(|| async {
         let disk = SimDisk::new();
         let e = Engine::open(disk.clone(), small_cfg()).await.unwrap();
-        let big_key = vec![1u8; MAX_KEY_LEN + 1];
+        let big_key = vec![1u8; MAX_KEY_BYTES + 1];
         assert!(matches!(
             e.get(&big_key).await,
             Err(StorageError::KeyTooLarge { .. })

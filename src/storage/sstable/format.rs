@@ -23,9 +23,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::config::MAX_KEY_BYTES;
 use crate::runtime::disk::ALIGN;
 use crate::storage::entry::{InternalKey, Stored};
-use crate::storage::error::{Result, StorageError, MAX_KEY_LEN};
+use crate::storage::error::{Result, StorageError};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"TERNSST\x01");
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -43,7 +44,7 @@ pub(crate) fn entry_len(key_len: usize, v: &Stored) -> usize {
 }
 
 pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], v: &Stored) {
-    debug_assert!(key.len() <= MAX_KEY_LEN && v.payload.len() <= MAX_PAYLOAD_LEN);
+    debug_assert!(key.len() <= MAX_KEY_BYTES && v.payload.len() <= MAX_PAYLOAD_LEN);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&v.seqno.to_le_bytes());
@@ -129,7 +130,7 @@ impl EntryView {
 /// Parse one entry; `Err(what)` describes the malformation.
 fn parse_entry(c: &mut Cursor<'_>) -> std::result::Result<EntryView, &'static str> {
     let klen = c.u16().ok_or("truncated key length")? as usize;
-    if klen > MAX_KEY_LEN {
+    if klen > MAX_KEY_BYTES {
         return Err("key length exceeds the maximum");
     }
     let key = c.range(klen).ok_or("truncated key")?;
@@ -278,7 +279,7 @@ pub(crate) fn decode_index(
         let mut keys = [None, None];
         for k in &mut keys {
             let kl = c.u16().ok_or_else(trunc)? as usize;
-            if kl > MAX_KEY_LEN {
+            if kl > MAX_KEY_BYTES {
                 return Err(bad(at, "index key length exceeds the maximum"));
             }
             *k = Some(InternalKey::from_trusted(c.bytes(kl).ok_or_else(trunc)?));

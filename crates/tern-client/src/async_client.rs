@@ -37,9 +37,9 @@ use super::{
     delete_request, get_request, get_result, put_request, response_from_message, write_result,
     ClientConfig, ClientError, Context, GetResult, OpOptions,
 };
-use crate::net::codec::{decode_frame, DecodeFailure};
-use crate::net::handshake::{ServerHello, SERVER_HELLO_LEN};
-use crate::net::{
+use tern_proto::codec::{decode_frame, DecodeFailure};
+use tern_proto::handshake::{ServerHello, SERVER_HELLO_LEN};
+use tern_proto::{
     ClientHello, ClientRequest, ClientResponse, Encoder, Envelope, FrameDecoder, Message, NetError,
 };
 
@@ -233,9 +233,13 @@ impl AsyncClient {
         let reply = with_timeout(cfg.connect_timeout, hello)
             .await
             .map_err(|e| hs(NetError::Io(e)))?;
-        ServerHello::decode(&reply)
-            .and_then(|h| h.check())
-            .map_err(hs)?;
+        let hello = ServerHello::decode(&reply).map_err(hs)?;
+        hello.check().map_err(hs)?;
+        // The node's frame size, not a guess (see the blocking client).
+        let cfg = ClientConfig {
+            limits: cfg.limits.for_node(hello.max_frame_len),
+            ..cfg
+        };
 
         let shared = Rc::new(Shared {
             state: RefCell::new(State {

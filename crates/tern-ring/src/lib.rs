@@ -35,9 +35,27 @@ pub const POINTS_PER_VNODE: u32 = 8;
 /// Upper bound on vnodes per node, so a typo cannot allocate gigabytes.
 pub const MAX_WEIGHT: u32 = 65_536 / POINTS_PER_VNODE;
 
-/// One replica of a key: a shard of a physical node. The one type the ring, the coordinator and
-/// the transport share (a plain value type; the ring does no I/O through it).
-pub use crate::runtime::transport::Replica;
+/// Default replication factor N (capped at the node count), the same for servers and clients.
+pub const DEFAULT_REPLICATION: usize = 3;
+/// Upper bound on shards (executors) per node; shard ports are `port + 1 + shard`.
+pub const MAX_SHARDS: u16 = 256;
+
+mod node;
+pub use node::{NodeEntry, NodeEntryError, NodeInfo};
+
+/// One replica of a key: a shard of a physical node. The ring owns this type; the coordinator and
+/// the transports address replicas with it (a plain value type; the ring does no I/O through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Replica {
+    pub node: NodeId,
+    pub shard: u16,
+}
+
+impl std::fmt::Display for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {} shard {}", self.node, self.shard)
+    }
+}
 
 /// What the ring needs to know about a node.
 #[derive(Clone, Debug, PartialEq, Eq)]

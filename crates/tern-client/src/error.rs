@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::net::{ErrorCode, FailedReplica, NetError, WireError};
+use tern_proto::{ErrorCode, FailedReplica, NetError, WireError};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]

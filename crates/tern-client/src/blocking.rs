@@ -15,9 +15,9 @@ use super::{
     delete_request, get_request, get_result, put_request, response_from_message, write_result,
     ClientConfig, ClientError, Context, GetResult, OpOptions,
 };
-use crate::net::codec::{decode_frame, DecodeFailure};
-use crate::net::handshake::{ServerHello, SERVER_HELLO_LEN};
-use crate::net::{
+use tern_proto::codec::{decode_frame, DecodeFailure};
+use tern_proto::handshake::{ServerHello, SERVER_HELLO_LEN};
+use tern_proto::{
     ClientHello, ClientRequest, ClientResponse, Encoder, Envelope, FrameDecoder, Message, NetError,
 };
 
@@ -84,9 +84,14 @@ impl Client {
             .map_err(io)?;
         let mut reply = [0u8; SERVER_HELLO_LEN];
         stream.read_exact(&mut reply).map_err(io)?;
-        ServerHello::decode(&reply)
-            .and_then(|h| h.check())
-            .map_err(hs)?;
+        let hello = ServerHello::decode(&reply).map_err(hs)?;
+        hello.check().map_err(hs)?;
+        // The node's frame size, not a guess: a node started with a larger value limit takes
+        // larger values, and refuses what it does not take with its own limit in the error.
+        let cfg = ClientConfig {
+            limits: cfg.limits.for_node(hello.max_frame_len),
+            ..cfg
+        };
         stream
             .set_write_timeout(Some(cfg.response_timeout))
             .map_err(io)?;
@@ -102,6 +107,11 @@ impl Client {
             stash: VecDeque::new(),
             broken: None,
         })
+    }
+
+    /// The limits requests are checked against before sending (the node's, from its hello).
+    pub fn limits(&self) -> &tern_proto::Limits {
+        &self.cfg.limits
     }
 
     /// The node this client talks to.

@@ -1,4 +1,4 @@
-//! Conversion between plain messages ([`crate::net::msg`]) and verified flatbuffers frames.
+//! Conversion between plain messages ([`crate::msg`]) and verified flatbuffers frames.
 //!
 //! Decoding: the frame is verified with `root_with_opts` and [`Limits::verifier_options`], its
 //! file identifier checked, then every field is copied out as a zero-copy [`Bytes`] slice and
@@ -9,11 +9,11 @@
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
 
-use crate::net::error::NetError;
-use crate::net::frame::frame_header;
-use crate::net::generated as w;
-use crate::net::msg::*;
-use crate::net::Limits;
+use crate::error::NetError;
+use crate::frame::frame_header;
+use crate::generated as w;
+use crate::msg::*;
+use crate::Limits;
 
 /// A frame that could not be decoded; `request_id` is set when the frame verified far enough
 /// to read it, so the server can answer the request with an error instead of dropping it.

@@ -1,5 +1,5 @@
 //! The Rust client library the CLI and the load generator use. Depends on no server internals:
-//! only on the wire protocol in [`crate::net`].
+//! only on the wire protocol in [`tern_proto`].
 //!
 //! Two clients share one request/response model:
 //! - [`blocking::Client`]: `std::net::TcpStream`, usable from any plain Rust program. One
@@ -24,16 +24,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::net::{
-    ClientRequest, ClientResponse, DeleteRequest, GetRequest, Limits, Message, PutRequest,
-    ReqOptions,
-};
-pub use crate::net::{Dot, Quorum, SiblingWire as SiblingView, VvEntry};
 pub use async_client::AsyncClient;
 pub use blocking::Client;
 pub use context::Context;
 pub use error::ClientError;
 pub use routing::{AsyncRoutedClient, RoutedClient, RoutingError, Topology};
+use tern_proto::{
+    ClientRequest, ClientResponse, DeleteRequest, GetRequest, Limits, Message, PutRequest,
+    ReqOptions,
+};
+pub use tern_proto::{Dot, Quorum, SiblingWire as SiblingView, VvEntry};
 
 /// Per-operation choices: read quorum R, write quorum W, strict quorum, server-side timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,7 +73,8 @@ pub struct ClientConfig {
     pub response_timeout: Duration,
     /// Defaults for `get`/`put`/`delete` without explicit options.
     pub op: OpOptions,
-    /// Size limits checked before sending (match the node's configuration).
+    /// Size limits checked before sending. The frame and value sizes are replaced at connect by
+    /// the node's own (from its hello, see [`Limits::for_node`]); the others apply as set.
     pub limits: Limits,
     /// Most requests in flight on one connection.
     pub max_in_flight: usize,

@@ -1,8 +1,8 @@
 //! Plain Rust messages, decoupled from the generated flatbuffers types: what the server, the
-//! coordinator and the clients handle after [`crate::net::codec`] verified a frame. Keys, values,
+//! coordinator and the clients handle after [`crate::codec`] verified a frame. Keys, values,
 //! records and contexts are [`Bytes`] slices of the received frame (no copy).
 //!
-//! Invariant: every message produced by `decode_frame` satisfies the [`crate::net::Limits`] it
+//! Invariant: every message produced by `decode_frame` satisfies the [`crate::Limits`] it
 //! was decoded with (non-empty key within `max_key_len`, values within `max_value_len`, ...).
 
 use std::fmt;
@@ -337,7 +337,7 @@ impl Envelope {
     /// An envelope at this build's protocol version with no target shard.
     pub fn new(request_id: u64, message: Message) -> Self {
         Self {
-            version: crate::net::PROTOCOL_VERSION,
+            version: crate::PROTOCOL_VERSION,
             request_id,
             target_shard: None,
             message,

@@ -9,7 +9,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::net::error::NetError;
+use crate::error::NetError;
 
 /// Bytes of the length header in front of every frame.
 pub const HEADER_LEN: usize = 4;

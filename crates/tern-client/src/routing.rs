@@ -1,5 +1,5 @@
 //! Token-aware routing (issue 5): the client computes a key's preference list with the same pure
-//! [`crate::ring`] code the nodes use and sends the request straight to the owning shard's port
+//! [`tern_ring`] code the nodes use and sends the request straight to the owning shard's port
 //! (`port + 1 + shard` of the first replica), so the node that receives it is the replica that
 //! coordinates: no hop from an arbitrary entry shard to the key's shard.
 //!
@@ -30,15 +30,17 @@ use super::{
     delete_request, get_request, get_result, put_request, write_result, AsyncClient, Client,
     ClientConfig, ClientError, Context, GetResult, OpOptions,
 };
-use crate::config::{Config, ConfigError, NodeEntry, NodeInfo, DEFAULT_REPLICATION};
-use crate::net::{ClientRequest, ClientResponse};
-use crate::ring::{NodeId, Replica, Ring, RingError, DEFAULT_WEIGHT, MAX_WEIGHT};
+use tern_proto::{ClientRequest, ClientResponse};
+use tern_ring::{
+    NodeEntry, NodeEntryError, NodeId, NodeInfo, Replica, Ring, RingError, DEFAULT_REPLICATION,
+    DEFAULT_WEIGHT, MAX_WEIGHT,
+};
 
 /// Why a topology could not be built.
 #[derive(Debug, Error)]
 pub enum RoutingError {
     #[error(transparent)]
-    Entry(#[from] ConfigError),
+    Entry(#[from] NodeEntryError),
     #[error("node entry {0:?} has no shard count: the client cannot guess it; write id@ip:port/shards (as `tern cluster` prints)")]
     MissingShards(String),
     #[error("address {0} appears more than once in the node list")]
@@ -124,11 +126,6 @@ impl Topology {
         Topology::new(nodes, n, vnodes.unwrap_or(DEFAULT_WEIGHT))
     }
 
-    /// Exactly the topology a node with this configuration routes by.
-    pub fn from_config(cfg: &Config) -> Result<Topology, RoutingError> {
-        Topology::new(cfg.nodes.clone(), cfg.replication, cfg.vnodes)
-    }
-
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }
@@ -144,7 +141,7 @@ impl Topology {
 
     /// Where a request for `key` goes: its first replica, which then coordinates locally.
     pub fn route(&self, key: &[u8]) -> Replica {
-        self.ring.primary(crate::ring::token(key))
+        self.ring.primary(tern_ring::token(key))
     }
 
     /// The port of shard `r.shard` of node `r.node`, if the topology has it.
@@ -368,77 +365,6 @@ impl AsyncRoutedClient {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::config::ServeArgs;
-    use crate::membership::{Membership, StaticMembership};
-    use proptest::prelude::*;
-
-    fn list(shards: u16) -> Vec<String> {
-        vec![
-            format!("1@127.0.0.1:7700/{shards}#a"),
-            format!("2@127.0.0.2:7700/{shards}#b"),
-            format!("3@127.0.0.3:7700/{shards}#a"),
-            format!("4@127.0.0.4:7800/{shards}"),
-        ]
-    }
-
-    /// The view node `me` builds from `--nodes` (and `--replication`).
-    fn server_view(me: u32, nodes: &[String], n: usize) -> Rc<crate::membership::ClusterView> {
-        let args = ServeArgs {
-            node_id: Some(me),
-            nodes: Some(nodes.to_vec()),
-            replication: Some(n),
-            ..ServeArgs::default()
-        };
-        let cfg = Config::from_args(&args).unwrap();
-        StaticMembership::new(&cfg).unwrap().view()
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        /// For any key, the client's replica list is every node's, and its route is that list's
-        /// first replica, whose shard port is the one the owning node listens on.
-        #[test]
-        fn client_routes_like_the_servers(
-            keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 1..32),
-            shards in 1u16..5,
-            n in 1usize..4,
-        ) {
-            let nodes = list(shards);
-            let topo = Topology::from_node_list(&nodes, Some(n), None).unwrap();
-            let views: Vec<_> = (1..=4).map(|me| server_view(me, &nodes, n)).collect();
-            for key in &keys {
-                let client = topo.replicas(key);
-                for v in &views {
-                    prop_assert_eq!(&client, &v.preference_list(key));
-                }
-                let first = topo.route(key);
-                prop_assert_eq!(first, client[0]);
-                let owner = views[0].node(first.node).unwrap();
-                prop_assert_eq!(topo.shard_addr(first), Some(owner.shard_addr(first.shard)));
-            }
-        }
-    }
-
-    #[test]
-    fn from_config_matches_from_node_list() {
-        let nodes = list(2);
-        let args = ServeArgs {
-            node_id: Some(2),
-            nodes: Some(nodes.clone()),
-            ..ServeArgs::default()
-        };
-        let cfg = Config::from_args(&args).unwrap();
-        let a = Topology::from_config(&cfg).unwrap();
-        let b = Topology::from_node_list(&nodes, None, None).unwrap();
-        assert_eq!(a.nodes(), b.nodes());
-        assert_eq!(a.replication(), 3);
-        for i in 0..200u32 {
-            let k = format!("key:{i}");
-            assert_eq!(a.replicas(k.as_bytes()), b.replicas(k.as_bytes()));
-        }
-        // 4 nodes x 2 shards.
-        assert_eq!(a.all_shards().count(), 8);
-    }
 
     #[test]
     fn bad_lists_are_refused_with_the_reason() {

@@ -8,8 +8,8 @@
 //! reason and then closes, so a client never waits on a silent peer. Sizes are fixed so neither
 //! side needs framing (or trusts any length) before the versions agree.
 
-use crate::net::error::NetError;
-use crate::net::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::error::NetError;
+use crate::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// First bytes of every hello.
 pub const MAGIC: [u8; 4] = *b"TERN";
@@ -177,37 +177,6 @@ pub fn answer_hello(
             Ok(h),
         ),
     }
-}
-
-/// Server side of the hello on a freshly accepted stream (inside a glommio executor): reads the
-/// client's 8 bytes within `timeout`, always answers when it got them, and returns the agreed
-/// hello, or why the caller must now close the connection. A silent or slow client costs at
-/// most `timeout`; it never holds a connection slot forever.
-pub async fn accept_hello<S>(
-    stream: &mut S,
-    max_frame_len: usize,
-    timeout: std::time::Duration,
-) -> Result<ClientHello, NetError>
-where
-    S: futures_lite::io::AsyncRead + futures_lite::io::AsyncWrite + Unpin,
-{
-    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut hello = [0u8; CLIENT_HELLO_LEN];
-        stream.read_exact(&mut hello).await?;
-        let (reply, verdict) = answer_hello(&hello, max_frame_len);
-        stream.write_all(&reply.encode()).await?;
-        stream.flush().await?;
-        Ok::<_, std::io::Error>(verdict)
-    };
-    let timed_out = async {
-        glommio::timer::sleep(timeout).await;
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no hello from the client within {} ms", timeout.as_millis()),
-        ))
-    };
-    futures_lite::future::or(exchange, timed_out).await?
 }
 
 fn check_magic(b: &[u8]) -> Result<(), NetError> {

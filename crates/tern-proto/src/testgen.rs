@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use rand::{Rng, RngCore};
 
-use crate::net::codec::Encoder;
-use crate::net::error::NetError;
-use crate::net::msg::*;
-use crate::net::Limits;
+use crate::codec::Encoder;
+use crate::error::NetError;
+use crate::msg::*;
+use crate::Limits;
 
 fn opts(quorum: Quorum) -> ReqOptions {
     ReqOptions {

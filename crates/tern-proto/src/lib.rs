@@ -17,13 +17,16 @@ pub mod error;
 pub mod frame;
 pub mod generated;
 pub mod handshake;
+pub mod limits;
 pub mod msg;
+#[cfg(feature = "test-support")]
 pub mod testgen;
 
 pub use codec::{decode_frame, Encoder};
 pub use error::NetError;
 pub use frame::FrameDecoder;
 pub use handshake::{ClientHello, HelloStatus, ServerHello};
+pub use limits::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES};
 pub use msg::*;
 
 /// The protocol version this build speaks (sent in the hello and in every frame).
@@ -54,28 +57,34 @@ pub struct Limits {
     pub max_failed_replicas: usize,
 }
 
-/// Default largest value: 1 MiB.
-pub const DEFAULT_MAX_VALUE_LEN: usize = 1 << 20;
-/// Default largest frame: 2 MiB for the payload plus 64 KiB for key, context and framing.
-pub const DEFAULT_MAX_FRAME_LEN: usize = (2 << 20) + (64 << 10);
-/// Largest key: 1 KiB.
-pub const MAX_KEY_LEN: usize = 1024;
-
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            max_key_len: MAX_KEY_LEN,
-            max_value_len: DEFAULT_MAX_VALUE_LEN,
-            max_context_len: 64 << 10,
-            max_siblings: 64,
-            max_vv_entries: 1024,
-            max_failed_replicas: 64,
+            max_frame_len: DEFAULT_MAX_FRAME_BYTES,
+            max_key_len: MAX_KEY_BYTES,
+            max_value_len: DEFAULT_MAX_VALUE_BYTES,
+            max_context_len: limits::MAX_CONTEXT_BYTES,
+            max_siblings: limits::MAX_SIBLINGS,
+            max_vv_entries: limits::MAX_VV_ENTRIES,
+            max_failed_replicas: limits::MAX_FAILED_REPLICAS,
         }
     }
 }
 
 impl Limits {
+    /// What a client checks before sending to a node whose hello announced `max_frame_len`: that
+    /// node's frame size, and values up to it. The node enforces its own value limit
+    /// (`--max-value-bytes`, which a client cannot know in advance) and answers `ValueTooLarge`
+    /// naming it, so a client never refuses a value the node would take.
+    pub fn for_node(self, max_frame_len: u32) -> Limits {
+        let frame = usize::try_from(max_frame_len).unwrap_or(usize::MAX);
+        Limits {
+            max_frame_len: frame,
+            max_value_len: frame,
+            ..self
+        }
+    }
+
     /// Verifier options that bound the work done on one frame of at most `max_frame_len` bytes.
     pub fn verifier_options(&self) -> flatbuffers::VerifierOptions {
         flatbuffers::VerifierOptions {

@@ -1,7 +1,7 @@
 //! Typed errors of the net module: framing, handshake, verification and limit violations. Each
 //! variant carries what a user needs to act (the size seen and the limit, the versions spoken).
 
-use crate::net::msg::ErrorCode;
+use crate::msg::ErrorCode;
 
 /// Everything that can go wrong turning bytes into messages and back.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum NetError {
     #[error("malformed frame: {0}")]
     Malformed(#[from] flatbuffers::InvalidFlatbuffer),
     /// The frame's body is missing or of a type this build does not know (a newer peer?).
-    #[error("frame body type {0} is unknown to this build (protocol version {v})", v = crate::net::PROTOCOL_VERSION)]
+    #[error("frame body type {0} is unknown to this build (protocol version {v})", v = crate::PROTOCOL_VERSION)]
     UnknownBody(u8),
     /// A required field was absent.
     #[error("required field `{0}` is missing")]
@@ -53,7 +53,7 @@ pub enum NetError {
     #[error("protocol version {theirs} is not supported: this side speaks {min}..={max}")]
     UnsupportedVersion { theirs: u16, min: u16, max: u16 },
     /// The server refused our hello.
-    #[error("server refused the connection: {reason} (server speaks protocol version {server_version}, we speak {ours})", ours = crate::net::PROTOCOL_VERSION)]
+    #[error("server refused the connection: {reason} (server speaks protocol version {server_version}, we speak {ours})", ours = crate::PROTOCOL_VERSION)]
     HelloRejected {
         reason: &'static str,
         server_version: u16,
