@@ -80,7 +80,7 @@ fn message() -> impl Strategy<Value = Message> {
             ".{0,40}",
             any::<u8>(),
             any::<u8>(),
-            prop::collection::vec((any::<u32>(), any::<u16>(), ".{0,20}"), 0..4)
+            prop::collection::vec((any::<u32>(), any::<u16>(), ".{0,20}", error_code()), 0..4)
         )
             .prop_map(
                 |(code, message, acked, needed, failed)| Message::Error(WireError {
@@ -90,10 +90,11 @@ fn message() -> impl Strategy<Value = Message> {
                     needed,
                     failed: failed
                         .into_iter()
-                        .map(|(node, shard, reason)| FailedReplica {
+                        .map(|(node, shard, reason, code)| FailedReplica {
                             node,
                             shard,
-                            reason
+                            reason,
+                            code,
                         })
                         .collect(),
                 })

@@ -347,3 +347,67 @@ fn default_relative_data_dir_serves_writes() {
     assert!(cwd.join("tern-data").join("shard-0").is_dir());
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+/// A replica put carrying `hint_for` (a stand-in write) is refused with `Unsupported` until
+/// hinted handoff exists, and the record does not land on this node under any range.
+#[test]
+fn hinted_replica_put_is_refused_and_stores_nothing() {
+    use tern::net::codec::decode_frame;
+    use tern::net::{
+        Encoder, Envelope, ErrorCode, FrameDecoder, Message, ReplicaRequestWire, PROTOCOL_VERSION,
+    };
+    use tern::version::{Record, VersionVector};
+
+    let n = single("hint", 1);
+    let record = Record::empty()
+        .update(
+            &VersionVector::default(),
+            9,
+            Some(Bytes::from_static(b"stray")),
+            1,
+            64,
+        )
+        .unwrap();
+    let mut peer = TcpStream::connect(n.addr()).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let hello = ClientHello {
+        version: PROTOCOL_VERSION,
+        flags: tern::net::handshake::FLAG_PEER_NODE,
+    };
+    peer.write_all(&hello.encode()).unwrap();
+    let mut h = [0u8; SERVER_HELLO_LEN];
+    peer.read_exact(&mut h).unwrap();
+    ServerHello::decode(&h).unwrap().check().unwrap();
+    let env = Envelope::new(
+        7,
+        Message::Replica(ReplicaRequestWire::Put {
+            key: Bytes::from_static(b"hinted-key"),
+            record: Bytes::from(record.encode()),
+            hint_for: Some(9),
+        }),
+    );
+    let mut out = Vec::new();
+    Encoder::new(Limits::default())
+        .encode_into(&env, &mut out)
+        .unwrap();
+    peer.write_all(&out).unwrap();
+    let mut dec = FrameDecoder::new(Limits::default().max_frame_len);
+    let mut buf = [0u8; 4096];
+    let answer = loop {
+        if let Some(f) = dec.next_frame().unwrap() {
+            break decode_frame(&f, &Limits::default()).unwrap();
+        }
+        let k = peer.read(&mut buf).unwrap();
+        assert!(k > 0, "node closed the peer connection");
+        dec.push(&buf[..k]);
+    };
+    match &answer.message {
+        Message::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+            assert!(e.message.contains("hint"), "{e}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert!(client(&n).get("hinted-key").unwrap().is_none());
+}

@@ -40,7 +40,7 @@ use thiserror::Error;
 pub use quorum::{
     ConfigError, CoordinatorConfig, ParseQuorumError, Quorum, QuorumRangeError, RequestOptions,
 };
-pub use store::{MemStore, ReplicaStore, StoreError};
+pub use store::{MemStore, ReplicaStore, StoreError, StoreFault};
 
 pub use crate::runtime::clock::{Clock, LocalTask, Spawner};
 pub use crate::runtime::transport::{Transport, TransportError};

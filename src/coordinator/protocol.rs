@@ -8,6 +8,7 @@ use std::fmt;
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::store::StoreFault;
 pub use crate::ring::Replica;
 use crate::runtime::transport::{Transport, TransportError};
 use crate::version::{Dot, Record, VersionVector};
@@ -82,8 +83,8 @@ pub struct PutAck {
 /// Why a replica could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReplicaFailure {
-    #[error("storage failed: {reason}")]
-    Storage { reason: String },
+    #[error("storage failed ({fault}): {reason}")]
+    Storage { fault: StoreFault, reason: String },
     #[error(
         "write would leave {count} siblings (limit {limit}): read the key, merge its values \
          and put the result with the context returned by the read"

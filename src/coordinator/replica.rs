@@ -13,7 +13,7 @@ use super::protocol::{
     CoordinateRequest, FailureReason, PutAck, QuorumError, QuorumOp, Replica, ReplicaFailure,
     ReplicaRequest, ReplicaResponse, ReplicaTransport,
 };
-use super::store::StoreError;
+use super::store::{StoreError, StoreFault};
 use super::Coordinator;
 use crate::runtime::clock::{Clock, Spawner};
 use crate::version::{Record, VersionError};
@@ -117,6 +117,7 @@ impl<T: ReplicaTransport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, 
             Ok(Some(r)) => r,
             Ok(None) => {
                 return ReplicaResponse::Failed(ReplicaFailure::Storage {
+                    fault: StoreFault::Internal,
                     reason: "store returned no record after a write".into(),
                 })
             }
@@ -130,6 +131,7 @@ impl<T: ReplicaTransport, C: Clock, S: ReplicaStore, X: Spawner> Coordinator<T, 
             .max_by_key(|s| s.dot)
         else {
             return ReplicaResponse::Failed(ReplicaFailure::Storage {
+                fault: StoreFault::Internal,
                 reason: "written record lacks the new sibling".into(),
             });
         };
@@ -217,7 +219,10 @@ pub(crate) fn store_failure(e: StoreError) -> ReplicaFailure {
         StoreError::Rejected(e) => ReplicaFailure::Invalid {
             reason: e.to_string(),
         },
-        StoreError::Failed { reason } => ReplicaFailure::Storage { reason },
+        StoreError::Failed { fault, detail } => ReplicaFailure::Storage {
+            fault,
+            reason: detail,
+        },
     }
 }
 

@@ -13,15 +13,49 @@ use thiserror::Error;
 
 use crate::version::{Record, VersionError};
 
+/// What kind of storage failure. The coordinator, the wire (an `ErrorCode` each) and operators
+/// act on the kind; the accompanying text is the detail for people (file, offset, errno).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// No space left on the replica's disk: its writes fail, its reads still work.
+    DiskFull,
+    /// Stored bytes fail their checksum or do not decode: the replica needs repair.
+    Corrupt,
+    /// The store is closed because the node is shutting down: try another replica.
+    Closed,
+    /// Any other I/O failure, or a store that broke its own contract.
+    Internal,
+}
+
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreFault::DiskFull => "disk full",
+            StoreFault::Corrupt => "corrupt data",
+            StoreFault::Closed => "storage closed, node shutting down",
+            StoreFault::Internal => "storage error",
+        })
+    }
+}
+
 /// Why the store did not apply an update or answer a read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
     /// The update closure refused the write (e.g. too many siblings); nothing was written.
     #[error(transparent)]
     Rejected(VersionError),
-    /// The engine failed (disk full, corrupt record, ...).
-    #[error("storage failed: {reason}")]
-    Failed { reason: String },
+    /// The engine failed; `fault` says how, `detail` names the file or cause.
+    #[error("{fault}: {detail}")]
+    Failed { fault: StoreFault, detail: String },
+}
+
+impl StoreError {
+    pub fn failed(fault: StoreFault, detail: impl Into<String>) -> Self {
+        StoreError::Failed {
+            fault,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// One shard's records, keyed by the user key.

@@ -7,12 +7,15 @@
 //! flag, the shard mesh, one executor per shard, and the exit status.
 
 pub mod conn;
+mod error;
 pub mod lock;
 pub mod shard;
 pub mod shutdown;
 pub mod store;
 pub mod transport;
 pub mod wire;
+
+pub use error::ShardError;
 
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
@@ -48,8 +51,12 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("shard {shard} failed: {message}")]
-    Shard { shard: u16, message: String },
+    #[error("shard {shard} failed: {source}")]
+    Shard {
+        shard: u16,
+        #[source]
+        source: ShardError,
+    },
 }
 
 /// Runs a node until SIGTERM/SIGINT on the configured storage.
@@ -64,7 +71,7 @@ pub fn serve_with<S, F, Fut>(cfg: Config, open_store: F) -> Result<(), ServerErr
 where
     S: ShardStore,
     F: Fn(Arc<Config>, u16) -> Fut + Send + Clone + 'static,
-    Fut: Future<Output = Result<S, String>> + 'static,
+    Fut: Future<Output = Result<S, ShardError>> + 'static,
 {
     let _lock = DirLock::acquire(&cfg.data_dir)?;
     raise_memlock_limit();
@@ -81,7 +88,7 @@ pub fn run_node<S, F, Fut>(
 where
     S: ShardStore,
     F: Fn(Arc<Config>, u16) -> Fut + Send + Clone + 'static,
-    Fut: Future<Output = Result<S, String>> + 'static,
+    Fut: Future<Output = Result<S, ShardError>> + 'static,
 {
     wait_ports_free(&cfg)?;
     let cfg = Arc::new(cfg);
@@ -112,10 +119,10 @@ where
         async move { run_shard(shared, shard, move |s| open(cfg, s)).await }
     })?;
     for (shard, r) in results.into_iter().enumerate() {
-        if let Err(message) = r {
+        if let Err(source) = r {
             return Err(ServerError::Shard {
                 shard: shard as u16,
-                message,
+                source,
             });
         }
     }

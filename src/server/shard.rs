@@ -21,6 +21,7 @@ use super::conn::{serve_conn, ConnLimits, Dispatch};
 use super::shutdown::Shutdown;
 use super::transport::{LocalHandler, PeerSettings, ShardTransport};
 use super::wire;
+use super::ShardError;
 use crate::config::Config;
 use crate::coordinator::{
     Coordinator, CoordinatorConfig, Replica, ReplicaRequest, ReplicaResponse, ReplicaStore,
@@ -38,7 +39,7 @@ use crate::runtime::mesh::{Handler, MeshSetup, ShardMesh};
 #[allow(async_fn_in_trait)]
 pub trait ShardStore: ReplicaStore {
     /// Make everything acknowledged durable and release files. Called once, after draining.
-    async fn close(&self) -> Result<(), String>;
+    async fn close(&self) -> Result<(), ShardError>;
 }
 
 pub type ShardCoordinator<S> = Coordinator<ShardTransport, GlommioClock, S, GlommioSpawner>;
@@ -173,14 +174,24 @@ impl<S: ShardStore> Dispatch for ShardDispatch<S> {
             node: self.me.node,
             shard: target,
         };
-        let stand_in = matches!(
-            req,
-            ReplicaRequestWire::Put {
-                hint_for: Some(_),
-                ..
-            }
-        );
-        if !stand_in && !pref.contains(&owner) {
+        if let ReplicaRequestWire::Put {
+            hint_for: Some(real_owner),
+            ..
+        } = req
+        {
+            // Hinted handoff does not exist yet: storing the hint as a normal record would put
+            // a stray record in a range this node does not own, and dropping the hint would lose
+            // the handoff. Refuse, so the sender counts this replica as failed.
+            return Err(WireError::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "node {} does not take hinted writes (hint for node {real_owner}): hinted \
+                     handoff is not implemented",
+                    self.me.node
+                ),
+            ));
+        }
+        if !pref.contains(&owner) {
             // Sender and receiver disagree on the ring: refuse rather than store stray data.
             return Err(WireError::new(
                 ErrorCode::NotOwner,
@@ -262,22 +273,21 @@ pub async fn run_shard<S, F, Fut>(
     shared: NodeShared,
     shard: u16,
     open_store: F,
-) -> Result<(), String>
+) -> Result<(), ShardError>
 where
     S: ShardStore,
     F: FnOnce(u16) -> Fut,
-    Fut: std::future::Future<Output = Result<S, String>>,
+    Fut: std::future::Future<Output = Result<S, ShardError>>,
 {
     let cfg = shared.cfg.clone();
-    let (mesh, inbox) = ShardMesh::join(shared.mesh.clone(), shard)
-        .await
-        .map_err(|e| e.to_string())?;
-    let fail = |msg: String| {
-        tracing::error!(shard, "{msg}");
+    let (mesh, inbox) = ShardMesh::join(shared.mesh.clone(), shard).await?;
+    // A shard that cannot start stops the whole node: its ranges would be unserved.
+    let fail = |e: ShardError| {
+        tracing::error!(shard, error = %e, "shard failed to start");
         shared.shutdown.trigger();
-        msg
+        e
     };
-    let view = Rc::new(ClusterView::from_config(&cfg).map_err(|e| fail(e.to_string()))?);
+    let view = Rc::new(ClusterView::from_config(&cfg).map_err(|e| fail(e.into()))?);
     let store = Rc::new(open_store(shard).await.map_err(&fail)?);
     let me = Replica {
         node: cfg.node_id,
@@ -310,7 +320,7 @@ where
             store.clone(),
             Rc::new(GlommioSpawner),
         )
-        .map_err(|e| fail(e.to_string()))?,
+        .map_err(|e| fail(e.into()))?,
     );
     let local: LocalHandler = {
         let c = coord.clone();
@@ -326,10 +336,16 @@ where
     let me_info = cfg.me().clone();
     let client_addr = me_info.client_addr();
     let shard_addr = me_info.shard_addr(shard);
-    let client_l = TcpListener::bind(client_addr)
-        .map_err(|e| fail(format!("cannot listen on {client_addr}: {e}")))?;
-    let shard_l = TcpListener::bind(shard_addr)
-        .map_err(|e| fail(format!("cannot listen on {shard_addr}: {e}")))?;
+    let listen = |addr| {
+        TcpListener::bind(addr).map_err(|e| {
+            fail(ShardError::Listen {
+                addr,
+                source: e.into(),
+            })
+        })
+    };
+    let client_l = listen(client_addr)?;
+    let shard_l = listen(shard_addr)?;
     tracing::info!(node = cfg.node_id, shard, %client_addr, %shard_addr, "shard ready");
 
     let dispatch = Rc::new(ShardDispatch {
@@ -425,7 +441,7 @@ async fn accept_loop<D: Dispatch>(
 
 /// A store that keeps records in memory only (for tests of the wiring; data is lost on exit).
 impl ShardStore for crate::coordinator::MemStore {
-    async fn close(&self) -> Result<(), String> {
+    async fn close(&self) -> Result<(), ShardError> {
         Ok(())
     }
 }

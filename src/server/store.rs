@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::shard::ShardStore;
+use super::ShardError;
 use crate::config::{Config, SyncMode};
-use crate::coordinator::{ReplicaStore, StoreError};
+use crate::coordinator::{ReplicaStore, StoreError, StoreFault};
 use crate::runtime::disk_glommio::GlommioDisk;
 use crate::storage::engine::{
     Engine, EngineConfig, NewRecord, SyncMode as EngineSync, UpdateError,
 };
+use crate::storage::error::StorageError;
 use crate::version::{Record, VersionError};
 
 /// How long `close` waits for in-flight operations before closing anyway.
@@ -28,16 +30,34 @@ pub struct EngineStore {
 
 enum Refusal {
     Version(VersionError),
-    Corrupt(String),
+    Corrupt(StoreError),
 }
 
-fn decode(payload: &Bytes) -> Result<Record, String> {
-    Record::decode_bytes(payload).map_err(|e| format!("stored record does not decode: {e}"))
+fn decode(payload: &Bytes) -> Result<Record, StoreError> {
+    Record::decode_bytes(payload).map_err(|e| {
+        StoreError::failed(
+            StoreFault::Corrupt,
+            format!("stored record does not decode: {e}"),
+        )
+    })
+}
+
+/// The kind of an engine failure, as the coordinator and the wire distinguish them.
+fn store_error(e: &StorageError) -> StoreError {
+    let fault = match e {
+        StorageError::DiskFull { .. } => StoreFault::DiskFull,
+        StorageError::Corrupt { .. } => StoreFault::Corrupt,
+        StorageError::Closed => StoreFault::Closed,
+        StorageError::Io { .. }
+        | StorageError::KeyTooLarge { .. }
+        | StorageError::ValueTooLarge { .. } => StoreFault::Internal,
+    };
+    StoreError::failed(fault, e.to_string())
 }
 
 impl EngineStore {
     /// Opens shard `shard`'s engine under the node's data directory.
-    pub async fn open(cfg: &Config, shard: u16) -> Result<EngineStore, String> {
+    pub async fn open(cfg: &Config, shard: u16) -> Result<EngineStore, ShardError> {
         let mut ec = EngineConfig::new(cfg.shard_dir(shard));
         ec.memtable_bytes = usize::try_from(cfg.memtable_bytes).unwrap_or(usize::MAX);
         ec.sync = match cfg.sync {
@@ -51,30 +71,27 @@ impl EngineStore {
         ec.skip_damaged_segments = cfg.skip_damaged_segments;
         let engine = Engine::open(GlommioDisk::new(), ec)
             .await
-            .map_err(|e| format!("cannot open the storage of shard {shard}: {e}"))?;
+            .map_err(|source| ShardError::OpenStorage { shard, source })?;
         Ok(EngineStore {
             engine: RefCell::new(Some(Rc::new(engine))),
         })
     }
 
     fn engine(&self) -> Result<Rc<Engine<GlommioDisk>>, StoreError> {
-        self.engine.borrow().clone().ok_or(StoreError::Failed {
-            reason: "storage is closed (node shutting down)".into(),
-        })
+        self.engine
+            .borrow()
+            .clone()
+            .ok_or_else(|| StoreError::failed(StoreFault::Closed, "this shard's store is closed"))
     }
 }
 
 impl ReplicaStore for EngineStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
         let engine = self.engine()?;
-        let stored = engine.get(key).await.map_err(|e| StoreError::Failed {
-            reason: e.to_string(),
-        })?;
+        let stored = engine.get(key).await.map_err(|e| store_error(&e))?;
         match stored {
             None => Ok(None),
-            Some(s) => decode(&s.payload)
-                .map(Some)
-                .map_err(|reason| StoreError::Failed { reason }),
+            Some(s) => decode(&s.payload).map(Some),
         }
     }
 
@@ -113,24 +130,18 @@ impl ReplicaStore for EngineStore {
                     Ok(Some(r))
                 }
                 // Unreachable (the engine stores only what the closure returned); decode then.
-                None => decode(&stored.payload)
-                    .map(Some)
-                    .map_err(|reason| StoreError::Failed { reason }),
+                None => decode(&stored.payload).map(Some),
             },
             Ok(None) => Ok(unchanged.into_inner()),
             Err(UpdateError::Rejected(Refusal::Version(v))) => Err(StoreError::Rejected(v)),
-            Err(UpdateError::Rejected(Refusal::Corrupt(reason))) => {
-                Err(StoreError::Failed { reason })
-            }
-            Err(UpdateError::Storage(e)) => Err(StoreError::Failed {
-                reason: e.to_string(),
-            }),
+            Err(UpdateError::Rejected(Refusal::Corrupt(e))) => Err(e),
+            Err(UpdateError::Storage(e)) => Err(store_error(&e)),
         }
     }
 }
 
 impl ShardStore for EngineStore {
-    async fn close(&self) -> Result<(), String> {
+    async fn close(&self) -> Result<(), ShardError> {
         let Some(mut rc) = self.engine.borrow_mut().take() else {
             return Ok(());
         };
@@ -144,10 +155,49 @@ impl ShardStore for EngineStore {
                     glommio::timer::sleep(Duration::from_millis(5)).await;
                 }
                 Err(_) => {
-                    return Err("storage still busy after 10 s; closing without a final sync (the log replays on restart)".into())
+                    return Err(ShardError::CloseBusy {
+                        waited_ms: CLOSE_WAIT.as_millis() as u64,
+                    })
                 }
             }
         };
-        engine.close().await.map_err(|e| e.to_string())
+        engine.close().await.map_err(ShardError::CloseStorage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The engine's errors reach the coordinator as their kind, not as one string.
+    #[test]
+    fn engine_errors_map_to_their_fault() {
+        let path = PathBuf::from("/data/shard-0/log/log-1.seg");
+        let cases = [
+            (
+                StorageError::DiskFull { path: path.clone() },
+                StoreFault::DiskFull,
+            ),
+            (
+                StorageError::corrupt(&path, 4096, "checksum"),
+                StoreFault::Corrupt,
+            ),
+            (StorageError::Closed, StoreFault::Closed),
+            (
+                StorageError::io(&path, "sync", std::io::Error::other("EIO")),
+                StoreFault::Internal,
+            ),
+        ];
+        for (e, want) in cases {
+            match store_error(&e) {
+                StoreError::Failed { fault, detail } => {
+                    assert_eq!(fault, want, "{e}");
+                    assert_eq!(detail, e.to_string());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

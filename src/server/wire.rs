@@ -5,7 +5,8 @@ use bytes::Bytes;
 
 use crate::coordinator::{
     CoordError, CoordinateRequest, FailureReason, PutAck, Quorum as CQuorum, QuorumError, QuorumOp,
-    Replica, ReplicaFailure, ReplicaRequest, ReplicaResponse, RequestOptions, TransportError,
+    Replica, ReplicaFailure, ReplicaRequest, ReplicaResponse, RequestOptions, StoreFault,
+    TransportError,
 };
 use crate::net::{
     CoordinateWire, Dot as WDot, ErrorCode, FailedReplica, Quorum as WQuorum, ReplicaRequestWire,
@@ -108,13 +109,14 @@ pub fn quorum_error_to_wire(q: &QuorumError) -> WireError {
                 node: r.node,
                 shard: r.shard,
                 reason: why.to_string(),
+                code: reason_code(why),
             })
             .collect(),
     }
 }
 
 /// Inverse of [`quorum_error_to_wire`] for a quorum error reported by a remote coordinator.
-/// Lossy: failure reasons come back from their text.
+/// Each failure comes back typed from its code; only the detail text is carried as text.
 pub fn quorum_error_from_wire(e: &WireError, op: QuorumOp) -> QuorumError {
     QuorumError {
         op,
@@ -128,31 +130,57 @@ pub fn quorum_error_from_wire(e: &WireError, op: QuorumOp) -> QuorumError {
                     node: f.node,
                     shard: f.shard,
                 };
-                (r, reason_from_text(&f.reason))
+                (r, reason_from_wire(f))
             })
             .collect(),
     }
 }
 
-fn reason_from_text(s: &str) -> FailureReason {
-    if s == FailureReason::TimedOut.to_string() {
-        return FailureReason::TimedOut;
+/// The code that says why one replica did not count (what a client or a forwarding node acts on).
+fn reason_code(why: &FailureReason) -> ErrorCode {
+    match why {
+        FailureReason::TimedOut => ErrorCode::Timeout,
+        FailureReason::Transport(TransportError::Overloaded) => ErrorCode::Overloaded,
+        FailureReason::Transport(_) => ErrorCode::Unavailable,
+        FailureReason::Replica(f) => failure_to_wire(f).code,
     }
-    if let Some(rest) = s.strip_prefix("unreachable: ") {
-        return FailureReason::Transport(TransportError::Unreachable {
-            reason: rest.to_owned(),
-        });
+}
+
+fn reason_from_wire(f: &FailedReplica) -> FailureReason {
+    match f.code {
+        ErrorCode::Timeout => FailureReason::TimedOut,
+        ErrorCode::Overloaded => FailureReason::Transport(TransportError::Overloaded),
+        ErrorCode::Unavailable => {
+            // Whether the request may have been delivered matters to a retrying caller: the
+            // two transport errors share a code and differ in their text.
+            let t = f.reason.as_str();
+            FailureReason::Transport(match t.strip_prefix("connection lost: ") {
+                Some(rest) => TransportError::Lost {
+                    reason: rest.to_owned(),
+                },
+                None => TransportError::Unreachable {
+                    reason: t.strip_prefix("unreachable: ").unwrap_or(t).to_owned(),
+                },
+            })
+        }
+        code => {
+            let reason = f
+                .reason
+                .strip_prefix("replica refused: ")
+                .unwrap_or(&f.reason);
+            FailureReason::Replica(Box::new(failure_from_wire(&WireError::new(code, reason))))
+        }
     }
-    if let Some(rest) = s.strip_prefix("connection lost: ") {
-        return FailureReason::Transport(TransportError::Lost {
-            reason: rest.to_owned(),
-        });
+}
+
+/// The code of a storage failure.
+fn fault_code(fault: StoreFault) -> ErrorCode {
+    match fault {
+        StoreFault::DiskFull => ErrorCode::DiskFull,
+        StoreFault::Corrupt => ErrorCode::StorageCorrupt,
+        StoreFault::Closed => ErrorCode::ShuttingDown,
+        StoreFault::Internal => ErrorCode::Internal,
     }
-    if s == TransportError::Overloaded.to_string() {
-        return FailureReason::Transport(TransportError::Overloaded);
-    }
-    let reason = s.strip_prefix("replica refused: ").unwrap_or(s).to_owned();
-    FailureReason::Replica(Box::new(ReplicaFailure::Storage { reason }))
 }
 
 pub fn coord_error_to_wire(e: &CoordError) -> WireError {
@@ -182,7 +210,7 @@ pub fn coord_error_to_wire(e: &CoordError) -> WireError {
 
 pub fn failure_to_wire(f: &ReplicaFailure) -> WireError {
     match f {
-        ReplicaFailure::Storage { .. } => WireError::new(ErrorCode::Internal, f.to_string()),
+        ReplicaFailure::Storage { fault, .. } => WireError::new(fault_code(*fault), f.to_string()),
         ReplicaFailure::TooManySiblings { count, limit } => {
             coord_error_to_wire(&CoordError::TooManySiblings {
                 count: *count,
@@ -206,13 +234,33 @@ pub fn failure_from_wire(e: &WireError) -> ReplicaFailure {
         },
         ErrorCode::NotOwner => ReplicaFailure::NotReplica,
         ErrorCode::BadRequest | ErrorCode::BadContext => ReplicaFailure::Invalid {
-            reason: e.message.clone(),
+            // The sender's message is this failure's own text: keep only its detail, so the
+            // prefix does not pile up hop after hop.
+            reason: e
+                .message
+                .strip_prefix("storage failed (")
+                .and_then(|m| m.split_once("): ").map(|(_, detail)| detail))
+                .unwrap_or(&e.message)
+                .to_owned(),
         },
         ErrorCode::QuorumFailed | ErrorCode::Timeout if e.needed > 0 => {
             ReplicaFailure::Quorum(quorum_error_from_wire(e, QuorumOp::Write))
         }
-        _ => ReplicaFailure::Storage {
-            reason: e.to_string(),
+        code => ReplicaFailure::Storage {
+            fault: match code {
+                ErrorCode::DiskFull => StoreFault::DiskFull,
+                ErrorCode::StorageCorrupt => StoreFault::Corrupt,
+                ErrorCode::ShuttingDown => StoreFault::Closed,
+                _ => StoreFault::Internal,
+            },
+            // The sender's message is this failure's own text: keep only its detail, so the
+            // prefix does not pile up hop after hop.
+            reason: e
+                .message
+                .strip_prefix("storage failed (")
+                .and_then(|m| m.split_once("): ").map(|(_, detail)| detail))
+                .unwrap_or(&e.message)
+                .to_owned(),
         },
     }
 }
@@ -358,6 +406,44 @@ mod tests {
         assert_eq!((w.acked, w.needed), (2, 3));
         assert_eq!(quorum_error_from_wire(&w, QuorumOp::Write), q);
         assert!(w.to_string().contains("node 3 shard 1"), "{w}");
+    }
+
+    /// A full disk, corrupt data and a closing store stay themselves from the replica's store
+    /// to a remote coordinator and to the client: each has its own code, and a quorum error
+    /// names each failed replica's code, not one "internal error" string for all.
+    #[test]
+    fn storage_failures_keep_their_kind_across_the_wire() {
+        let cases = [
+            (StoreFault::DiskFull, ErrorCode::DiskFull),
+            (StoreFault::Corrupt, ErrorCode::StorageCorrupt),
+            (StoreFault::Closed, ErrorCode::ShuttingDown),
+            (StoreFault::Internal, ErrorCode::Internal),
+        ];
+        for (fault, code) in cases {
+            let f = ReplicaFailure::Storage {
+                fault,
+                reason: "disk /data/shard-0/log: detail".into(),
+            };
+            let w = failure_to_wire(&f);
+            assert_eq!(w.code, code);
+            // Twice over the wire: the detail does not grow a prefix per hop.
+            let back = failure_from_wire(&w);
+            assert_eq!(back, f);
+            assert_eq!(failure_from_wire(&failure_to_wire(&back)), f);
+
+            let q = QuorumError {
+                op: QuorumOp::Write,
+                needed: 2,
+                acked: 1,
+                failures: vec![(
+                    Replica { node: 2, shard: 0 },
+                    FailureReason::Replica(Box::new(f.clone())),
+                )],
+            };
+            let w = quorum_error_to_wire(&q);
+            assert_eq!(w.failed[0].code, code);
+            assert_eq!(quorum_error_from_wire(&w, QuorumOp::Write), q);
+        }
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn answer(req: &ClientRequest, store: &Mutex<HashMap<Bytes, (Bytes, u64)>>) -> M
                 node: 3,
                 shard: 0,
                 reason: "timeout".into(),
+                code: ErrorCode::Timeout,
             }],
         });
     }

@@ -168,6 +168,7 @@ fn convert_body(buf: &Bytes, f: &w::Frame<'_>, l: &Limits) -> Result<Message, Ne
                         node: x.node(),
                         shard: x.shard(),
                         reason: x.reason().unwrap_or_default().to_owned(),
+                        code: ErrorCode::from_u16(x.code().0),
                     })
                     .collect(),
             })
@@ -498,6 +499,7 @@ fn build_body(fbb: &mut Fbb, m: &Message) -> (w::Body, Union) {
                         node: r.node,
                         shard: r.shard,
                         reason,
+                        code: w::ErrorCode(r.code.to_u16()),
                     },
                 ));
             }

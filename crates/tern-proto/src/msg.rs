@@ -213,12 +213,19 @@ pub enum ErrorCode {
     BadContext,
     NotOwner,
     ShuttingDown,
+    /// The replica's disk is full: writes fail there, reads still work.
+    DiskFull,
+    /// The replica found corrupt data (checksum mismatch) where the request needed it.
+    StorageCorrupt,
+    /// The receiver does not implement a feature the request uses (e.g. a hinted write).
+    Unsupported,
     /// A code this build does not know (a newer peer); kept so it can be shown.
     Other(u16),
 }
 
 impl ErrorCode {
-    const KNOWN: [ErrorCode; 16] = [
+    /// In wire order: the index is the code (`schema/tern.fbs` appends, never reorders).
+    const KNOWN: [ErrorCode; 19] = [
         ErrorCode::Unknown,
         ErrorCode::NotFound,
         ErrorCode::BadRequest,
@@ -235,6 +242,9 @@ impl ErrorCode {
         ErrorCode::BadContext,
         ErrorCode::NotOwner,
         ErrorCode::ShuttingDown,
+        ErrorCode::DiskFull,
+        ErrorCode::StorageCorrupt,
+        ErrorCode::Unsupported,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -271,6 +281,8 @@ pub struct FailedReplica {
     pub node: u32,
     pub shard: u16,
     pub reason: String,
+    /// Why, as a code (`Timeout`, `Unavailable`, `DiskFull`, ...); `reason` keeps the detail.
+    pub code: ErrorCode,
 }
 
 /// A typed error answer, to a client or to a node.
@@ -341,6 +353,24 @@ impl Envelope {
             request_id,
             target_shard: None,
             message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+    use crate::generated as w;
+
+    /// `ErrorCode::KNOWN` is the schema's enum, in the schema's order: a code added to
+    /// `schema/tern.fbs` but not here (or out of order) would travel as the wrong error.
+    #[test]
+    fn error_codes_match_the_schema() {
+        assert_eq!(ErrorCode::KNOWN.len(), w::ErrorCode::ENUM_VALUES.len());
+        for v in w::ErrorCode::ENUM_VALUES {
+            let ours = ErrorCode::from_u16(v.0);
+            assert_eq!(Some(format!("{ours:?}").as_str()), v.variant_name());
+            assert_eq!(ours.to_u16(), v.0);
         }
     }
 }

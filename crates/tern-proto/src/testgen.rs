@@ -92,6 +92,7 @@ pub fn sample_envelopes() -> Vec<(&'static str, Envelope)> {
                     node: 3,
                     shard: 1,
                     reason: "timeout after 250 ms".into(),
+                    code: ErrorCode::Timeout,
                 }],
             }),
         ),

@@ -109,10 +109,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for QuorumKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 15;
+pub const ENUM_MAX_ERROR_CODE: u16 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 16] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 19] = [
   ErrorCode::Unknown,
   ErrorCode::NotFound,
   ErrorCode::BadRequest,
@@ -129,6 +129,9 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 16] = [
   ErrorCode::BadContext,
   ErrorCode::NotOwner,
   ErrorCode::ShuttingDown,
+  ErrorCode::DiskFull,
+  ErrorCode::StorageCorrupt,
+  ErrorCode::Unsupported,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -152,9 +155,12 @@ impl ErrorCode {
   pub const BadContext: Self = Self(13);
   pub const NotOwner: Self = Self(14);
   pub const ShuttingDown: Self = Self(15);
+  pub const DiskFull: Self = Self(16);
+  pub const StorageCorrupt: Self = Self(17);
+  pub const Unsupported: Self = Self(18);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 15;
+  pub const ENUM_MAX: u16 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unknown,
     Self::NotFound,
@@ -172,6 +178,9 @@ impl ErrorCode {
     Self::BadContext,
     Self::NotOwner,
     Self::ShuttingDown,
+    Self::DiskFull,
+    Self::StorageCorrupt,
+    Self::Unsupported,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -192,6 +201,9 @@ impl ErrorCode {
       Self::BadContext => Some("BadContext"),
       Self::NotOwner => Some("NotOwner"),
       Self::ShuttingDown => Some("ShuttingDown"),
+      Self::DiskFull => Some("DiskFull"),
+      Self::StorageCorrupt => Some("StorageCorrupt"),
+      Self::Unsupported => Some("Unsupported"),
       _ => None,
     }
   }
@@ -1727,6 +1739,7 @@ impl<'a> FailedReplica<'a> {
   pub const VT_NODE: ::flatbuffers::VOffsetT = 4;
   pub const VT_SHARD: ::flatbuffers::VOffsetT = 6;
   pub const VT_REASON: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CODE: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1740,6 +1753,7 @@ impl<'a> FailedReplica<'a> {
     let mut builder = FailedReplicaBuilder::new(_fbb);
     if let Some(x) = args.reason { builder.add_reason(x); }
     builder.add_node(args.node);
+    builder.add_code(args.code);
     builder.add_shard(args.shard);
     builder.finish()
   }
@@ -1766,6 +1780,13 @@ impl<'a> FailedReplica<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FailedReplica::VT_REASON, None)}
   }
+  #[inline]
+  pub fn code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(FailedReplica::VT_CODE, Some(ErrorCode::Unknown)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for FailedReplica<'_> {
@@ -1777,6 +1798,7 @@ impl ::flatbuffers::Verifiable for FailedReplica<'_> {
      .visit_field::<u32>("node", Self::VT_NODE, false)?
      .visit_field::<u16>("shard", Self::VT_SHARD, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("reason", Self::VT_REASON, false)?
+     .visit_field::<ErrorCode>("code", Self::VT_CODE, false)?
      .finish();
     Ok(())
   }
@@ -1785,6 +1807,7 @@ pub struct FailedReplicaArgs<'a> {
     pub node: u32,
     pub shard: u16,
     pub reason: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub code: ErrorCode,
 }
 impl<'a> Default for FailedReplicaArgs<'a> {
   #[inline]
@@ -1793,6 +1816,7 @@ impl<'a> Default for FailedReplicaArgs<'a> {
       node: 0,
       shard: 0,
       reason: None,
+      code: ErrorCode::Unknown,
     }
   }
 }
@@ -1815,6 +1839,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FailedReplicaBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FailedReplica::VT_REASON, reason);
   }
   #[inline]
+  pub fn add_code(&mut self, code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(FailedReplica::VT_CODE, code, ErrorCode::Unknown);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FailedReplicaBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FailedReplicaBuilder {
@@ -1835,6 +1863,7 @@ impl ::core::fmt::Debug for FailedReplica<'_> {
       ds.field("node", &self.node());
       ds.field("shard", &self.shard());
       ds.field("reason", &self.reason());
+      ds.field("code", &self.code());
       ds.finish()
   }
 }
